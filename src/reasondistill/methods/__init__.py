@@ -1,0 +1,27 @@
+"""The method registry: every distillation recipe by name (one file each in this folder)."""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from .answer_only import AnswerOnly
+from .base import ANSWER, PROMPT, RATIONALE, Feature, Method, Prediction, format_question
+from .post_thinking import PostThinking
+from .pre_thinking import PreThinking
+from .prefix import Prefix
+from .pst import PostSemanticThinking
+
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls for cls in (AnswerOnly, PreThinking, Prefix, PostThinking, PostSemanticThinking)
+}
+CORE_METHODS = ["answer_only", "pre_thinking", "prefix", "post_thinking", "pst"]
+
+
+def get_method(name: str, **options) -> Method:
+    """Instantiate a method by registry name with its options."""
+    if name not in METHODS:
+        raise UserError(f"unknown method '{name}'; valid: {', '.join(METHODS)}")
+    return METHODS[name](**options)
+
+
+__all__ = ["ANSWER", "CORE_METHODS", "METHODS", "PROMPT", "RATIONALE", "Feature", "Method", "Prediction",
+           "format_question", "get_method"]

@@ -1,0 +1,25 @@
+"""answer_only: plain fine-tuning on ``question -> answer``; the baseline every method must beat."""
+
+from __future__ import annotations
+
+from ..tasks import Example
+from .base import ANSWER, PROMPT, Feature, Method, encode_pieces, format_question, span_losses
+
+
+class AnswerOnly(Method):
+    name = "answer_only"
+    uses_rationale = False
+    defaults = {}
+
+    def prompt(self, example: Example) -> str:
+        return format_question(example) + "Answer:"
+
+    def features(self, example: Example, tokenizer) -> list[Feature]:
+        ids, spans = encode_pieces(tokenizer, [(self.prompt(example), PROMPT),
+                                               (f" {example.answer}", ANSWER), ("<eos>", ANSWER)])
+        return [Feature(ids, spans)]
+
+    def loss(self, model, batch):
+        logits = model(**self.forward_inputs(model, batch)).logits
+        ce = span_losses(logits, batch)[ANSWER]
+        return {"loss": ce, "ce_answer": ce}

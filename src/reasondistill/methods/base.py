@@ -1,0 +1,219 @@
+"""The Method interface every distillation recipe implements, and the pieces recipes share.
+
+A method answers three questions (DESIGN.md §3):
+- ``features``: how one example becomes training sequences (token ids, per-token span codes);
+- ``loss``: what the student minimises on a batch of those sequences;
+- ``answer``: how the trained student answers at inference (prompt and stop rule).
+The trainer, the evaluator and the CLI only talk to this interface, so a new method is one file
+plus a registry entry.
+
+Span codes tag every token of a training sequence: ``PROMPT`` tokens are read but not predicted,
+``ANSWER`` and ``RATIONALE`` tokens are predicted, and a method weighs the spans as its recipe says.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+from ..tasks import Example, extract_answer
+
+PROMPT, ANSWER, RATIONALE = 0, 1, 2
+
+
+@dataclass
+class Feature:
+    """One training sequence: ids, a span code per token, optional per-token weights and extras."""
+
+    input_ids: list[int]
+    spans: list[int]
+    weights: list[float] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prediction:
+    """What the student produced for one question, with its cost."""
+
+    answer: str | None
+    text: str
+    rationale: str | None = None
+    tokens_to_answer: int = 0
+    tokens_total: int = 0
+    seconds_to_answer: float = 0.0
+    seconds_total: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def format_question(example: Example) -> str:
+    """``Question: ...`` plus the choices of a multiple-choice example, one line."""
+    text = f"Question: {example.question.strip()}"
+    if example.choices:
+        text += "\nChoices: " + " ".join(f"({k}) {v}" for k, v in example.choices.items())
+    return text + "\n"
+
+
+def encode_pieces(tokenizer, pieces: list[tuple[str, int]]) -> tuple[list[int], list[int]]:
+    """Tokenise each (text, span) piece on its own so span boundaries are exact and the prompt's
+    tokens match what the student sees at inference. ``"<eos>"`` stands for the eos token."""
+    ids: list[int] = []
+    spans: list[int] = []
+    for text, span in pieces:
+        piece = [tokenizer.eos_token_id] if text == "<eos>" else tokenizer(text, add_special_tokens=False).input_ids
+        ids += piece
+        spans += [span] * len(piece)
+    return ids, spans
+
+
+def span_losses(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[int, torch.Tensor]:
+    """Mean next-token cross-entropy over each span code present in the batch (weighted by
+    ``batch['weights']`` when given). Token t is predicted from position t-1."""
+    logits = logits[:, :-1].float()
+    targets = batch["input_ids"][:, 1:]
+    spans = batch["spans"][:, 1:]
+    weights = batch["weights"][:, 1:] if "weights" in batch else None
+    ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
+    ce = ce.view_as(targets)
+    out: dict[int, torch.Tensor] = {}
+    for code in (ANSWER, RATIONALE):
+        mask = (spans == code).float()
+        if weights is not None:
+            mask = mask * weights
+        if mask.sum() > 0:
+            out[code] = (ce * mask).sum() / mask.sum()
+    return out
+
+
+class Method:
+    """Base class: defaults, option checking, and batched greedy generation with stop rules."""
+
+    name: ClassVar[str] = "base"
+    answer_first: ClassVar[bool] = False   # stop decoding right after the answer (PT, PST)
+    uses_rationale: ClassVar[bool] = True  # training needs teacher rationales
+    defaults: ClassVar[dict[str, Any]] = {"mask_rationale": 0.0}
+
+    def __init__(self, **options: Any) -> None:
+        allowed = {**Method.defaults, **self.defaults}
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise UserError(f"method '{self.name}' has no option(s) {', '.join(unknown)}; "
+                            f"valid: {', '.join(sorted(allowed))}")
+        self.options = {**allowed, **options}
+        for key, value in self.options.items():
+            setattr(self, key, value)
+        self._rng = random.Random(0)
+
+    # ----- training ---------------------------------------------------------------------------
+    def prepare(self, examples: list[Example], tokenizer, model) -> None:
+        """One-off setup before training (caches, extra modules). Default: nothing."""
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Extra trainable modules beside the student (saved with the run). Default: none."""
+        return {}
+
+    def features(self, example: Example, tokenizer) -> list[Feature]:
+        raise NotImplementedError
+
+    def loss(self, model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward_inputs(self, model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Model inputs for a training batch. With ``mask_rationale`` (Masked Thought) a random
+        fraction of rationale *input* tokens is replaced by the pad token; targets stay intact."""
+        ids = batch["input_ids"]
+        if self.mask_rationale > 0 and model.training:
+            pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+            drop = (batch["spans"] == RATIONALE) & (torch.rand(ids.shape, device=ids.device) < self.mask_rationale)
+            ids = ids.masked_fill(drop, pad)
+        return {"input_ids": ids, "attention_mask": batch["attention_mask"]}
+
+    # ----- inference --------------------------------------------------------------------------
+    def prompt(self, example: Example) -> str:
+        raise NotImplementedError
+
+    def parse(self, text: str, example: Example) -> tuple[str | None, str | None]:
+        """(answer, rationale) from the generated text. Default: the whole text is the answer."""
+        return extract_answer(text, example.answer_type, example.choices), None
+
+    def answer(self, model, tokenizer, examples: list[Example], *, batch_size: int = 32,
+               max_new_tokens: int = 128, explain: bool = True) -> list[Prediction]:
+        """Greedy answers. Answer-first methods stop at the end of the answer line; with ``explain``
+        they then continue to the rationale, timed separately (time to the end)."""
+        prompts = [self.prompt(ex) for ex in examples]
+        if self.answer_first:
+            first = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                             stop_ids=newline_token_ids(tokenizer))
+            rest = None
+            if explain:
+                rest = generate(model, tokenizer, [p + t for p, (t, _, _) in zip(prompts, first)],
+                                max_new_tokens=max_new_tokens, batch_size=batch_size)
+            preds = []
+            for i, ex in enumerate(examples):
+                text, n, secs = first[i]
+                answer = extract_answer(text.strip(), ex.answer_type, ex.choices)
+                more_text, more_n, more_secs = rest[i] if rest else ("", 0, 0.0)
+                rationale = more_text.split(":", 1)[1].strip() if ":" in more_text.split("\n")[0] else more_text.strip()
+                preds.append(Prediction(answer, text + more_text, rationale or None, n, n + more_n, secs, secs + more_secs))
+            return preds
+        out = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        preds = []
+        for ex, (text, n, secs) in zip(examples, out):
+            answer, rationale = self.parse(text, ex)
+            preds.append(Prediction(answer, text, rationale, n, n, secs, secs))
+        return preds
+
+
+def newline_token_ids(tokenizer) -> list[int]:
+    """Every token whose text contains a newline: the answer-end marker of answer-first methods."""
+    cached = getattr(tokenizer, "_rd_newline_ids", None)
+    if cached is None:
+        vocab = tokenizer.get_vocab()
+        cached = sorted(i for i in vocab.values() if "\n" in tokenizer.decode([i]))
+        tokenizer._rd_newline_ids = cached
+    return cached
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int = 32,
+             stop_ids: list[int] | None = None) -> list[tuple[str, int, float]]:
+    """Batched greedy decoding with the KV cache. Returns per prompt (text, new tokens up to and
+    including the stop token, seconds): the seconds are the batch's wall time divided evenly."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    eos = [tokenizer.eos_token_id] + list(stop_ids or [])
+    eos_set = set(eos)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    results: list[tuple[str, int, float]] = [("", 0, 0.0)] * len(prompts)
+    # Sort by prompt length so each batch pads little; results go back in the caller's order.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(device) for k, v in enc.items()}
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
+                             pad_token_id=pad, use_cache=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        secs = (time.perf_counter() - t0) / len(idx)
+        new = out[:, enc["input_ids"].shape[1]:].tolist()
+        for i, seq in zip(idx, new):
+            n = len(seq)
+            for j, t in enumerate(seq):
+                if t in eos_set:
+                    n = j + 1
+                    break
+            keep = [t for t in seq[:n] if t != tokenizer.eos_token_id]
+            results[i] = (tokenizer.decode(keep, skip_special_tokens=True), n, secs)
+    model.train(was_training)
+    return results

@@ -1,0 +1,38 @@
+"""post_thinking (PT): ``question -> answer -> rationale`` with a weighted next-token loss.
+
+The answer comes first, so inference stops at the end of the answer line: answers come many times
+faster than with pre_thinking, and a hallucinated rationale cannot change an answer already
+written. The rationale still trains the student (weight ``rationale_weight``), acting as an error
+amplifier on examples whose answer the student gets wrong.
+"""
+
+from __future__ import annotations
+
+from ..tasks import Example
+from .base import ANSWER, PROMPT, RATIONALE, Feature, Method, encode_pieces, format_question, span_losses
+
+
+class PostThinking(Method):
+    name = "post_thinking"
+    answer_first = True
+    defaults = {"answer_weight": 1.0, "rationale_weight": 0.5}
+
+    def prompt(self, example: Example) -> str:
+        return format_question(example) + "Answer:"
+
+    def features(self, example: Example, tokenizer) -> list[Feature]:
+        # The answer span ends with the newline: predicting it is how the student learns to stop.
+        ids, spans = encode_pieces(tokenizer, [
+            (self.prompt(example), PROMPT), (f" {example.answer}", ANSWER), ("\n", ANSWER),
+            ("Rationale:", RATIONALE), (f" {example.rationale.strip()}", RATIONALE), ("<eos>", RATIONALE)])
+        return [Feature(ids, spans)]
+
+    def ntp_losses(self, logits, batch) -> dict:
+        parts = span_losses(logits, batch)
+        zero = logits.sum() * 0.0
+        ce_answer, ce_rationale = parts.get(ANSWER, zero), parts.get(RATIONALE, zero)
+        return {"loss": self.answer_weight * ce_answer + self.rationale_weight * ce_rationale,
+                "ce_answer": ce_answer, "ce_rationale": ce_rationale}
+
+    def loss(self, model, batch):
+        return self.ntp_losses(model(**self.forward_inputs(model, batch)).logits, batch)

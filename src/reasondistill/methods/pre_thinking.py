@@ -1,0 +1,40 @@
+"""pre_thinking (Fine-tune-CoT): ``question -> rationale -> answer`` with one next-token loss.
+
+The student must write the whole rationale before it can state the answer, so time to answer
+includes the rationale, and a rationale that goes astray drags the answer with it.
+"""
+
+from __future__ import annotations
+
+from ..tasks import Example, extract_answer
+from .base import ANSWER, PROMPT, RATIONALE, Feature, Method, encode_pieces, format_question, span_losses
+
+ANSWER_MARKER = "\nAnswer:"
+
+
+class PreThinking(Method):
+    name = "pre_thinking"
+    defaults = {}
+
+    def prompt(self, example: Example) -> str:
+        return format_question(example) + "Rationale:"
+
+    def features(self, example: Example, tokenizer) -> list[Feature]:
+        ids, spans = encode_pieces(tokenizer, [
+            (self.prompt(example), PROMPT), (f" {example.rationale.strip()}", RATIONALE),
+            (ANSWER_MARKER, ANSWER), (f" {example.answer}", ANSWER), ("<eos>", ANSWER)])
+        return [Feature(ids, spans)]
+
+    def loss(self, model, batch):
+        logits = model(**self.forward_inputs(model, batch)).logits
+        parts = span_losses(logits, batch)
+        # One NTP loss over the whole target: weigh each span by its share of target tokens.
+        n = {code: (batch["spans"][:, 1:] == code).sum() for code in parts}
+        total = sum(parts[c] * n[c] for c in parts) / sum(n.values())
+        return {"loss": total, **{f"ce_{'answer' if c == ANSWER else 'rationale'}": v for c, v in parts.items()}}
+
+    def parse(self, text: str, example: Example):
+        rationale, marker, tail = text.rpartition(ANSWER_MARKER.strip())
+        if not marker:  # the student never reached the answer line
+            return None, text.strip()
+        return extract_answer(tail.strip(), example.answer_type, example.choices), rationale.strip()

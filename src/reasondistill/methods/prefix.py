@@ -1,0 +1,35 @@
+"""prefix (distilling step-by-step): one student, two tasks told apart by a prefix.
+
+``[answer] question -> answer`` and ``[rationale] question -> rationale`` train together; at inference
+only the answer task runs, so answers are as fast as answer_only while the rationale task shapes the
+shared weights. Each example costs two sequences (two forward passes) in training.
+"""
+
+from __future__ import annotations
+
+from ..tasks import Example
+from .base import ANSWER, PROMPT, RATIONALE, Feature, Method, encode_pieces, format_question, span_losses
+
+
+class Prefix(Method):
+    name = "prefix"
+    defaults = {"rationale_weight": 1.0}
+
+    def prompt(self, example: Example) -> str:
+        return "[answer] " + format_question(example) + "Answer:"
+
+    def features(self, example: Example, tokenizer) -> list[Feature]:
+        answer_ids, answer_spans = encode_pieces(tokenizer, [
+            (self.prompt(example), PROMPT), (f" {example.answer}", ANSWER), ("<eos>", ANSWER)])
+        rationale_ids, rationale_spans = encode_pieces(tokenizer, [
+            ("[rationale] " + format_question(example) + "Rationale:", PROMPT),
+            (f" {example.rationale.strip()}", RATIONALE), ("<eos>", RATIONALE)])
+        return [Feature(answer_ids, answer_spans), Feature(rationale_ids, rationale_spans)]
+
+    def loss(self, model, batch):
+        logits = model(**self.forward_inputs(model, batch)).logits
+        parts = span_losses(logits, batch)
+        zero = logits.sum() * 0.0
+        ce_answer, ce_rationale = parts.get(ANSWER, zero), parts.get(RATIONALE, zero)
+        return {"loss": ce_answer + self.rationale_weight * ce_rationale,
+                "ce_answer": ce_answer, "ce_rationale": ce_rationale}

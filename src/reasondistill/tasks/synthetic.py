@@ -1,0 +1,276 @@
+"""Built-in synthetic tasks with a scripted teacher: offline, seeded, any size.
+
+Each task makes a structured problem (kept in ``meta["problem"]``), a question, the gold answer and
+a step-by-step rationale in plain English, one short sentence per step. The ``hallucination`` knob
+corrupts an exact share of the rationales (a wrong intermediate step that later steps follow, or a
+conclusion that argues for another answer) while the gold answer and the teacher's stated answer
+stay right: the noise a correctness filter cannot catch, which is what PST's robustness claim is
+about. Rationales never state "the answer is"; methods add the answer themselves.
+
+Vocabulary is small on purpose (16 names, 20 words, 8 items, 8 colours, numbers below 20): tiny
+students train on CPU with a tokenizer fitted to this text.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import UserError
+from .example import Example
+
+NAMES: list[tuple[str, str]] = [
+    ("Tom", "he"), ("Sam", "he"), ("Ben", "he"), ("Max", "he"), ("Leo", "he"), ("Jack", "he"),
+    ("Dan", "he"), ("Paul", "he"), ("Anna", "she"), ("Mia", "she"), ("Lucy", "she"), ("Emma", "she"),
+    ("Kate", "she"), ("Sara", "she"), ("Lily", "she"), ("Nina", "she"),
+]
+WORDS = ["apple", "river", "cloud", "green", "light", "music", "glass", "money", "lamp", "book",
+         "fish", "snow", "box", "bell", "jam", "sofa", "hero", "quiz", "gift", "wolf"]
+ITEMS = ["apples", "pens", "cards", "books", "coins", "shells", "stickers", "marbles"]
+COLORS = ["red", "blue", "green", "yellow", "white", "black", "pink", "purple"]
+PLUS = ["buys {n} more", "finds {n} more", "gets {n} more"]
+MINUS = ["gives away {n}", "loses {n}", "sells {n}"]
+MAX_VALUE = 19
+
+# A problem maker returns (question, answer, problem, choices); a rationale writer returns
+# (rationale, hallucination mode or None).
+Maker = Callable[[random.Random], tuple[str, str, dict[str, Any], dict[str, str] | None]]
+Writer = Callable[[dict[str, Any], random.Random, bool], tuple[str, str | None]]
+
+
+@dataclass(frozen=True)
+class SyntheticTask:
+    name: str
+    answer_type: str
+    description: str
+    make: Maker
+    write: Writer
+
+
+# ----- coin flip ------------------------------------------------------------------------------------
+
+def _make_coin(rng: random.Random):
+    names = [n for n, _ in rng.sample(NAMES, rng.randint(2, 4))]
+    flips = [rng.random() < 0.5 for _ in names]
+    steps = " ".join(f"{n} flips the coin." if f else f"{n} does not flip the coin." for n, f in zip(names, flips))
+    question = f"A coin is heads up. {steps} Is the coin still heads up?"
+    answer = "yes" if sum(flips) % 2 == 0 else "no"
+    return question, answer, {"names": names, "flips": flips}, None
+
+
+def _write_coin(p: dict, rng: random.Random, hallucinate: bool):
+    flips = list(p["flips"])
+    mode = rng.choice(["wrong_step", "wrong_conclusion"]) if hallucinate else None
+    if mode == "wrong_step":  # one flip told as no flip (or the reverse); later steps follow it
+        i = rng.randrange(len(flips))
+        flips[i] = not flips[i]
+    heads, sents = True, []
+    for name, flip in zip(p["names"], flips):
+        heads ^= flip
+        side = "heads" if heads else "tails"
+        sents.append(f"{name} flips the coin, so it is {side} up." if flip
+                     else f"{name} does not flip the coin, so it stays {side} up.")
+    if mode == "wrong_conclusion":
+        heads = not heads
+    sents.append(f"So the coin ends {'heads' if heads else 'tails'} up.")
+    return " ".join(sents), mode
+
+
+# ----- last letters ---------------------------------------------------------------------------------
+
+def _make_letters(rng: random.Random):
+    pool = [n for n, _ in NAMES] + WORDS
+    words = rng.sample(pool, 2 if rng.random() < 0.25 else 3)
+    question = f'Take the last letters of the words in "{" ".join(words)}" and concatenate them.'
+    return question, "".join(w[-1] for w in words).lower(), {"words": words}, None
+
+
+def _write_letters(p: dict, rng: random.Random, hallucinate: bool):
+    words = p["words"]
+    letters = [w[-1].lower() for w in words]
+    mode = rng.choice(["wrong_step", "wrong_conclusion"]) if hallucinate else None
+    if mode == "wrong_step":  # one wrong letter (a neighbour in the word), used in the result
+        i = rng.randrange(len(words))
+        others = [c for c in words[i].lower() if c != letters[i]] or [c for c in "aeiou" if c != letters[i]]
+        letters[i] = rng.choice(others)
+    sents = [f'The last letter of "{w}" is "{c}".' for w, c in zip(words, letters)]
+    result = "".join(letters)
+    if mode == "wrong_conclusion":  # right letters, wrongly joined (swapped or one dropped)
+        if len(set(letters)) > 1:
+            i, j = rng.sample(range(len(letters)), 2)
+            while letters[i] == letters[j]:
+                i, j = rng.sample(range(len(letters)), 2)
+            swapped = list(letters)
+            swapped[i], swapped[j] = swapped[j], swapped[i]
+            result = "".join(swapped)
+        else:
+            result = "".join(letters[1:])
+    sents.append(f'Together they make "{result}".')
+    return " ".join(sents), mode
+
+
+# ----- arithmetic -----------------------------------------------------------------------------------
+
+def _make_arith(rng: random.Random):
+    name, pronoun = rng.choice(NAMES)
+    item = rng.choice(ITEMS)
+    total = start = rng.randint(2, 12)
+    steps = []
+    for _ in range(rng.randint(2, 3)):
+        can_add, can_sub = total < MAX_VALUE, total > 1
+        if can_add and (not can_sub or rng.random() < 0.5):
+            n = rng.randint(1, min(9, MAX_VALUE - total))
+            steps.append(["+", n, rng.randrange(len(PLUS))])
+            total += n
+        else:
+            n = rng.randint(1, min(9, total - 1))
+            steps.append(["-", n, rng.randrange(len(MINUS))])
+            total -= n
+    phrases = [(PLUS if op == "+" else MINUS)[v].format(n=n) for op, n, v in steps]
+    actions = ", ".join(phrases[:-1]) + f" and then {phrases[-1]}"
+    they = pronoun.capitalize()
+    does = "does he" if pronoun == "he" else "does she"
+    question = f"{name} has {start} {item}. {they} {actions}. How many {item} {does} have now?"
+    problem = {"name": name, "pronoun": pronoun, "item": item, "start": start, "steps": steps}
+    return question, str(total), problem, None
+
+
+def _write_arith(p: dict, rng: random.Random, hallucinate: bool):
+    mode = rng.choice(["wrong_step", "wrong_conclusion"]) if hallucinate else None
+    bad_step = rng.randrange(len(p["steps"])) if mode == "wrong_step" else -1
+    they = p["pronoun"].capitalize()
+    total = p["start"]
+    sents = [f"{p['name']} starts with {total} {p['item']}."]
+    for i, (op, n, v) in enumerate(p["steps"]):
+        new = total + n if op == "+" else total - n
+        if i == bad_step:  # a slip in one sum; later steps carry it along
+            new += rng.choice([-1, 1, 2])  # true values are >= 1, so every later value stays >= 0
+        phrase = (PLUS if op == "+" else MINUS)[v].format(n=n)
+        sents.append(f"{they} {phrase}, so {p['pronoun']} has {total} {op} {n} = {new}.")
+        total = new
+    if mode == "wrong_conclusion":
+        total += rng.choice([-1, 1, 2])
+    sents.append(f"So {p['name']} has {total} {p['item']} now.")
+    return " ".join(sents), mode
+
+
+# ----- object tracking ------------------------------------------------------------------------------
+
+def _make_tracking(rng: random.Random):
+    names = [n for n, _ in rng.sample(NAMES, 3)]
+    balls = rng.sample(COLORS, 3)
+    swaps = [rng.sample(range(3), 2) for _ in range(rng.randint(2, 3))]
+    target = rng.randrange(3)
+    holding = list(range(3))  # holding[person] = index of the ball they hold
+    for a, b in swaps:
+        holding[a], holding[b] = holding[b], holding[a]
+    start = f"{names[0]} has a {balls[0]} ball, {names[1]} has a {balls[1]} ball and {names[2]} has a {balls[2]} ball."
+    moves = " ".join(f"{'First' if k == 0 else 'Then'} {names[a]} and {names[b]} swap balls."
+                     for k, (a, b) in enumerate(swaps))
+    question = f"{start} {moves} Which ball does {names[target]} have at the end?"
+    choices = {letter: f"{color} ball" for letter, color in zip("ABC", balls)}
+    problem = {"names": names, "balls": balls, "swaps": swaps, "target": target}
+    return question, "ABC"[holding[target]], problem, choices
+
+
+def _track(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    names, balls = p["names"], p["balls"]
+    holding, sents = list(range(3)), []
+    for k, (a, b) in enumerate(p["swaps"]):
+        if k != skip:  # a skipped swap is the hallucinated step: told as if nothing changed
+            holding[a], holding[b] = holding[b], holding[a]
+        sents.append(f"{names[a]} and {names[b]} swap, so {names[a]} has {balls[holding[a]]}"
+                     f" and {names[b]} has {balls[holding[b]]}.")
+    return sents, holding[p["target"]]
+
+
+def _write_tracking(p: dict, rng: random.Random, hallucinate: bool):
+    sents, final = _track(p)
+    mode = rng.choice(["wrong_step", "wrong_conclusion"]) if hallucinate else None
+    if mode == "wrong_step":
+        for k in rng.sample(range(len(p["swaps"])), len(p["swaps"])):
+            wrong_sents, wrong_final = _track(p, skip=k)
+            if wrong_final != final:
+                sents, final = wrong_sents, wrong_final
+                break
+        else:  # no single skipped swap changes this person's ball: argue for another ball instead
+            mode = "wrong_conclusion"
+    if mode == "wrong_conclusion":
+        final = rng.choice([b for b in range(3) if b != final])
+    sents.append(f"So {p['names'][p['target']]} ends with the {p['balls'][final]} ball.")
+    return " ".join(sents), mode
+
+
+SYNTHETIC_TASKS: dict[str, SyntheticTask] = {t.name: t for t in [
+    SyntheticTask("coin_flip", "yesno", "coin flips by 2-4 people; is the coin still heads up?",
+                  _make_coin, _write_coin),
+    SyntheticTask("last_letters", "text", "concatenate the last letters of 2-3 words",
+                  _make_letters, _write_letters),
+    SyntheticTask("arithmetic", "number", "2-3 step word problems with numbers below 20",
+                  _make_arith, _write_arith),
+    SyntheticTask("tracking", "choice", "three people swap balls 2-3 times; who holds which ball",
+                  _make_tracking, _write_tracking),
+]}
+
+
+def _task_of(name: str) -> SyntheticTask:
+    key = name.removeprefix("synthetic/")
+    if key not in SYNTHETIC_TASKS:
+        raise UserError(f"unknown synthetic task '{name}'; valid: {', '.join(SYNTHETIC_TASKS)}")
+    return SYNTHETIC_TASKS[key]
+
+
+def is_test_question(question: str) -> bool:
+    """A fixed fifth of all possible questions is reserved for test sets, so a generated train set
+    and test set never share a question, whatever their seeds."""
+    return zlib.crc32(question.encode("utf-8")) % 5 == 0
+
+
+def _write(example: Example, rng: random.Random, hallucinate: bool) -> tuple[str, str | None]:
+    problem = example.meta.get("problem")
+    if not isinstance(problem, dict):
+        raise UserError(f"example '{example.id}' has no meta['problem']; it was not made by the "
+                        "synthetic generator, so the scripted teacher cannot explain it")
+    return _task_of(example.task).write(problem, rng, hallucinate)
+
+
+def scripted_rationale(example: Example, rng: random.Random, hallucinate: bool = False) -> str:
+    """The scripted teacher's rationale for a synthetic example (from ``example.meta["problem"]``);
+    with ``hallucinate`` it contains a wrong step or argues for a wrong answer."""
+    return _write(example, rng, hallucinate)[0]
+
+
+def generate(task: str, n: int, seed: int = 0, hallucination: float = 0.0, *,
+             split: str | None = None) -> list[Example]:
+    """``n`` examples of a synthetic task, deterministic in (task, n, seed, hallucination, split).
+
+    Exactly ``round(hallucination * n)`` rationales are corrupted (chosen by a seeded rng that does
+    not touch the questions: the same seed gives the same questions at any hallucination level).
+    ``split`` "train" or "test" keeps only questions of that side of :func:`is_test_question`.
+    """
+    spec = _task_of(task)
+    if not isinstance(n, int) or n < 0:
+        raise UserError(f"n must be a non-negative integer, got {n!r}")
+    if not 0.0 <= hallucination <= 1.0:
+        raise UserError(f"hallucination must be between 0 and 1, got {hallucination}")
+    if split not in (None, "train", "test"):
+        raise UserError(f"unknown split '{split}' for a synthetic task; valid: train, test")
+    rng = random.Random(f"{spec.name}/{seed}")
+    bad = set(random.Random(f"{spec.name}/{seed}/hallucination").sample(range(n), round(hallucination * n)))
+    examples: list[Example] = []
+    while len(examples) < n:
+        question, answer, problem, choices = spec.make(rng)
+        if split is not None and is_test_question(question) != (split == "test"):
+            continue
+        i = len(examples)
+        ex = Example(id=f"{spec.name}-{seed}-{i}", question=question, answer=answer,
+                     answer_type=spec.answer_type, choices=choices, teacher_answer=answer,
+                     task=f"synthetic/{spec.name}", meta={"problem": problem})
+        ex.rationale, mode = _write(ex, random.Random(f"{spec.name}/{seed}/{i}"), i in bad)
+        ex.meta["hallucinated"] = mode is not None
+        if mode:
+            ex.meta["hallucination"] = mode
+        examples.append(ex)
+    return examples

@@ -25,7 +25,6 @@ def test_resume_continues_from_checkpoint_and_matches_uninterrupted_run(tmp_path
     # (A 12-step schedule so both runs see the same learning rates.)
     examples, model, tok = micro_setup(n=32)
     cfg = TrainConfig(**CONFIG)
-    cfg_stop = TrainConfig(**{**CONFIG, "checkpoint_every": 6})
     partial_dir = tmp_path / "resumed"
 
     class Crash(Exception):
@@ -41,7 +40,7 @@ def test_resume_continues_from_checkpoint_and_matches_uninterrupted_run(tmp_path
     training._save_checkpoint = save_then_crash
     try:
         try:
-            train(get_method("post_thinking"), model, tok, examples, partial_dir, cfg_stop, tiny=True, progress=False)
+            train(get_method("post_thinking"), model, tok, examples, partial_dir, cfg, tiny=True, progress=False)
         except Crash:
             pass
     finally:

@@ -8,21 +8,19 @@ modules, and, after evaluation, ``metrics.json`` and ``predictions.jsonl``.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from .errors import UserError
 from .evaluation import evaluate as evaluate_predictions
 from .io import atomic_write_json, atomic_write_text, read_json
-from .methods import METHODS, format_question, get_method
+from .methods import format_question, get_method
 from .models import is_tiny, load_student, load_tokenizer
 from .tasks import Example, load_task
-from .training import TrainConfig, save_method_modules
+from .training import TrainConfig
 from .training import train as run_training
 
 RUN_FILE = "reasondistill.json"
@@ -82,10 +80,9 @@ def train(method: str, data: str, out: str | Path, *, student: str = "tiny", met
     summary = run_training(method_obj, model, tokenizer, kept, out, config, resume=resume, tiny=tiny,
                            progress=progress)
     target_lengths = [sum(1 for s in f.spans if s) for ex in kept[:500] for f in method_obj.features(ex, tokenizer)]
+    method_obj.finish(model, tokenizer, kept)
     unwrapped = model.merge_and_unload() if lora_r > 0 and hasattr(model, "merge_and_unload") else model
-    unwrapped.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    save_method_modules(method_obj, out)
+    method_obj.save(out, unwrapped, tokenizer)
     record = {"method": method, "method_options": method_obj.options, "data": data, "student": student,
               "answer_type": kept[0].answer_type, "n_train": len(kept), "n_loaded": len(examples),
               "max_new_tokens": int(max(target_lengths) * 1.25) + 8, "train": summary, "seed": seed,
@@ -96,16 +93,12 @@ def train(method: str, data: str, out: str | Path, *, student: str = "tiny", met
 
 def load_run(model_dir: str | Path):
     """(method, model, tokenizer, record) of a trained run folder, the model on the best device."""
-    from transformers import AutoModelForCausalLM
-
     model_dir = Path(model_dir)
     if not (model_dir / RUN_FILE).exists():
         raise UserError(f"not a trained run folder (no {RUN_FILE})", path=str(model_dir))
     record = read_json(model_dir / RUN_FILE)
     method = get_method(record["method"], **record.get("method_options", {}))
-    tokenizer = load_tokenizer(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).to(default_device())
-    model.eval()
+    model, tokenizer = method.load(model_dir, default_device())
     return method, model, tokenizer, record
 
 

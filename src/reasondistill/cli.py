@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import UserError
 
@@ -120,6 +120,28 @@ def cmd_methods_list(args: argparse.Namespace) -> None:
         print(f"{name:<16} {doc}")
 
 
+# Commands that live beside what they drive: each module has ``register(subparsers)`` adding its
+# subcommand(s) with ``set_defaults(func=...)``. A module not written yet is skipped.
+COMMAND_MODULES = [
+    "reasondistill.teachers.cli",   # teach
+    "reasondistill.serving",        # serve
+    "reasondistill.report.cli",     # compare, report
+    "reasondistill.inspect",        # inspect-weights
+]
+
+
+def _register_command_modules(sub) -> None:
+    import importlib
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue
+            raise
+        module.register(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reasondistill", description="Distil an LLM's reasoning into a small student.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--no-explain", action="store_true", help="answer-first methods: skip the rationale")
     p.set_defaults(func=cmd_eval)
+    _register_command_modules(sub)
     return parser
 
 

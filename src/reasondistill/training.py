@@ -13,7 +13,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,14 @@ def collate(features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:
         if "weights" in batch:
             batch["weights"][i, :n] = torch.tensor(f.weights if f.weights is not None else [1.0] * n)
     for key in features[0].extras:
-        batch[key] = torch.tensor([f.extras[key] for f in features])
+        values = [f.extras[key] for f in features]
+        if isinstance(values[0], (list, tuple)):  # per-token extras: right-padded with 0
+            padded = torch.zeros((len(features), width), dtype=torch.tensor(values[0][:1] or [0]).dtype)
+            for i, v in enumerate(values):
+                padded[i, :len(v)] = torch.tensor(v)
+            batch[key] = padded
+        else:
+            batch[key] = torch.tensor(values)
     return batch
 
 
@@ -124,6 +131,7 @@ def build_features(method: Method, examples: list[Example], tokenizer, max_lengt
             if len(f.input_ids) > max_length:  # keep the prompt and answer; cut the end
                 f.input_ids, f.spans = f.input_ids[:max_length], f.spans[:max_length]
                 f.weights = f.weights[:max_length] if f.weights is not None else None
+                f.extras = {k: v[:max_length] if isinstance(v, (list, tuple)) else v for k, v in f.extras.items()}
             features.append(f)
     return features
 
@@ -216,6 +224,7 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
         if not accelerator.sync_gradients:
             continue
         step += 1
+        method.on_step(step, config.max_steps)
         bar.update(1)
         if step % config.log_every == 0 or step == config.max_steps:
             last = {k: v / micro for k, v in running.items()}
@@ -262,6 +271,15 @@ def _load_latest_checkpoint(accelerator, root: Path) -> int:
         return 0
     accelerator.load_state(str(done[-1]))
     return json.loads((done[-1] / "trainer_state.json").read_text())["step"]
+
+
+def load_method_modules(method: Method, out_dir: Path) -> None:
+    """Load weights written by ``save_method_modules`` into the modules the method has rebuilt."""
+    from safetensors.torch import load_file
+    state = load_file(str(Path(out_dir) / MODULES_FILE))
+    for name, module in method.modules().items():
+        prefix = name + "."
+        module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
 
 def save_method_modules(method: Method, out_dir: Path) -> None:

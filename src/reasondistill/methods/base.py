@@ -121,6 +121,32 @@ class Method:
     def features(self, example: Example, tokenizer) -> list[Feature]:
         raise NotImplementedError
 
+    def on_step(self, step: int, max_steps: int) -> None:
+        """Called after every optimizer step (schedules such as KPOD's progressive k). Default: nothing."""
+
+    def finish(self, model, tokenizer, examples: list[Example]) -> None:
+        """A stage after the main training loop (e.g. adaptive's perception module). Default: nothing."""
+
+    # ----- saving and loading -----------------------------------------------------------------
+    def save(self, out_dir, model, tokenizer) -> None:
+        """Write what inference needs into ``out_dir``. Default: the student in Hugging Face format
+        (plain ``AutoModelForCausalLM.from_pretrained`` loads it) plus the method's extra modules."""
+        from ..training import save_method_modules
+        model.save_pretrained(str(out_dir))
+        tokenizer.save_pretrained(str(out_dir))
+        save_method_modules(self, out_dir)
+
+    def load(self, out_dir, device) -> tuple[Any, Any]:
+        """Inverse of ``save``: ``(model, tokenizer)`` ready for ``answer``. Methods whose modules are
+        needed at inference rebuild them here and call ``load_method_modules``."""
+        from transformers import AutoModelForCausalLM
+
+        from ..models import load_tokenizer
+        tokenizer = load_tokenizer(str(out_dir))
+        model = AutoModelForCausalLM.from_pretrained(str(out_dir)).to(device)
+        model.eval()
+        return model, tokenizer
+
     def loss(self, model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

@@ -19,6 +19,7 @@ from .tokenizer import train_tokenizer
 # name -> (hidden, layers, heads, mlp); "micro" is for unit tests, "tiny" for the demo and benches.
 TINY_SIZES: dict[str, tuple[int, int, int, int]] = {
     "micro": (32, 1, 2, 64),
+    "mini": (64, 2, 4, 192),
     "tiny": (128, 3, 4, 384),
     "small": (256, 4, 8, 768),
 }

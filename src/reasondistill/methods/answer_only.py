@@ -20,6 +20,6 @@ class AnswerOnly(Method):
         return [Feature(ids, spans)]
 
     def loss(self, model, batch):
-        logits = model(**self.forward_inputs(model, batch)).logits
+        logits = self.run_model(model, batch).logits
         ce = span_losses(logits, batch)[ANSWER]
         return {"loss": ce, "ce_answer": ce}

@@ -160,6 +160,12 @@ class Method:
             ids = ids.masked_fill(drop, pad)
         return {"input_ids": ids, "attention_mask": batch["attention_mask"]}
 
+    def run_model(self, model, batch: dict[str, torch.Tensor], **kwargs):
+        """The student's forward pass on a training batch. Every method's ``loss`` goes through
+        here, so cross-cutting terms (e.g. token-level distillation from a teacher's logits) can
+        hook in once for all methods."""
+        return model(**self.forward_inputs(model, batch), **kwargs)
+
     # ----- inference --------------------------------------------------------------------------
     def prompt(self, example: Example) -> str:
         raise NotImplementedError

@@ -35,4 +35,4 @@ class PostThinking(Method):
                 "ce_answer": ce_answer, "ce_rationale": ce_rationale}
 
     def loss(self, model, batch):
-        return self.ntp_losses(model(**self.forward_inputs(model, batch)).logits, batch)
+        return self.ntp_losses(self.run_model(model, batch).logits, batch)

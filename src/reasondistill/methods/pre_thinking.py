@@ -26,7 +26,7 @@ class PreThinking(Method):
         return [Feature(ids, spans)]
 
     def loss(self, model, batch):
-        logits = model(**self.forward_inputs(model, batch)).logits
+        logits = self.run_model(model, batch).logits
         parts = span_losses(logits, batch)
         # One NTP loss over the whole target: weigh each span by its share of target tokens.
         n = {code: (batch["spans"][:, 1:] == code).sum() for code in parts}

@@ -27,7 +27,7 @@ class Prefix(Method):
         return [Feature(answer_ids, answer_spans), Feature(rationale_ids, rationale_spans)]
 
     def loss(self, model, batch):
-        logits = model(**self.forward_inputs(model, batch)).logits
+        logits = self.run_model(model, batch).logits
         parts = span_losses(logits, batch)
         zero = logits.sum() * 0.0
         ce_answer, ce_rationale = parts.get(ANSWER, zero), parts.get(RATIONALE, zero)

@@ -89,7 +89,7 @@ class PostSemanticThinking(PostThinking):
         return [feature]
 
     def loss(self, model, batch):
-        out = model(**self.forward_inputs(model, batch), output_hidden_states=True)
+        out = self.run_model(model, batch, output_hidden_states=True)
         losses = self.ntp_losses(out.logits, batch)
         span_mask = (batch["spans"] == RATIONALE).long()
         predicted = F.normalize(self.projection(out.hidden_states[-1], span_mask).float(), dim=-1)

@@ -1,0 +1,87 @@
+"""Teachers: where rationales come from, behind one small async interface.
+
+- ``openai:MODEL``: any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp, gateways, or
+  ``reasondistill serve``), async with bounded concurrency, retries and timeouts;
+- ``hf:ID_OR_PATH``: a local causal LM through transformers, batched;
+- ``scripted``: the synthetic tasks' built-in teacher, so the whole pipeline runs offline.
+
+A teacher only turns one :class:`Call` into text; prompting, the durable call store, filtering and
+the output file are the job of :func:`teach`, the same for every teacher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..errors import UserError
+from ..tasks import Example
+
+TEACHER_FORMS = "openai:MODEL, hf:ID_OR_PATH or scripted"
+
+
+@dataclass
+class Call:
+    """One request to a teacher. ``example`` and ``kind`` are context (the scripted teacher needs
+    them); what decides the answer, and so the store key, is the prompt, the parameters and the
+    sample index."""
+
+    prompt: str
+    kind: str
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: list[str] | None
+    sample: int
+    example: Example
+
+    def params(self) -> dict[str, Any]:
+        return {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                "stop": self.stop}
+
+
+class Teacher:
+    """The interface: ``complete`` one call; ``identity`` says what makes two teachers the same."""
+
+    kind: ClassVar[str] = "base"
+
+    def __init__(self, spec: str, model: str) -> None:
+        self.spec, self.model = spec, model
+        self.requests = 0   # requests sent, retries included
+        self.retries = 0
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": self.model}
+
+    async def complete(self, call: Call) -> str:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release connections, threads, models."""
+
+
+def get_teacher(spec: str, *, base_url: str | None = None, api: str | None = None, concurrency: int = 8,
+                timeout: float = 60.0, max_retries: int = 6, backoff: float = 1.0,
+                extra_body: dict | None = None, device: str | None = None) -> Teacher:
+    """A teacher from its spec: ``openai:MODEL``, ``hf:ID_OR_PATH`` or ``scripted``."""
+    kind, _, name = str(spec).partition(":")
+    if kind in ("openai", "hf") and not name:
+        raise UserError(f"teacher '{spec}' needs a model name after '{kind}:'")
+    if kind != "openai" and (base_url or extra_body):
+        raise UserError(f"--base-url and --extra-body apply to openai: teachers, not '{spec}'")
+    if kind == "openai":
+        from .openai_teacher import OpenAITeacher
+        return OpenAITeacher(name, base_url=base_url, api=api or "chat", timeout=timeout,
+                             max_retries=max_retries, backoff=backoff, extra_body=extra_body)
+    if kind == "hf":
+        from .hf_teacher import HFTeacher
+        return HFTeacher(name, api=api, batch_size=concurrency, device=device)
+    if kind == "scripted" and not name:
+        from .scripted import ScriptedTeacher
+        return ScriptedTeacher()
+    raise UserError(f"unknown teacher '{spec}'; valid: {TEACHER_FORMS}")
+
+
+from .run import teach  # noqa: E402  (run imports Call and get_teacher from here)
+
+__all__ = ["Call", "TEACHER_FORMS", "Teacher", "get_teacher", "teach"]

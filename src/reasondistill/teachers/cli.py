@@ -1,0 +1,101 @@
+"""``reasondistill teach`` and ``reasondistill filter``: thin wrappers over :mod:`.run`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..errors import UserError
+
+S = argparse.SUPPRESS
+TEACH_DEFAULTS: dict[str, Any] = {
+    "split": None, "n": None, "seed": 0, "hallucination": 0.0, "format": None, "base_url": None, "api": None,
+    "samples": 1, "temperature": None, "top_p": 1.0, "max_tokens": 256, "concurrency": 8, "timeout": 60.0,
+    "max_retries": 6, "backoff": 1.0, "extra_body": None, "few_shot": None, "shots": None, "keep": "correct",
+    "no_dedup": False, "store": None, "quiet": False,
+}
+
+
+def _extra_body(value: Any) -> dict | None:
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise UserError(f"--extra-body is not valid JSON ({e.msg})") from None
+    if not isinstance(parsed, dict):
+        raise UserError("--extra-body must be a JSON object")
+    return parsed
+
+
+def cmd_teach(args: argparse.Namespace) -> None:
+    from ..cli import resolve
+    from ..rationales import format_stats
+    from .run import teach
+    o = resolve(args, TEACH_DEFAULTS)
+    for key in ("data", "teacher", "out"):
+        if not o.get(key):
+            raise UserError(f"teach needs --{key.replace('_', '-')}")
+    summary = teach(o["data"], o["teacher"], o["out"], split=o["split"], n=o["n"], seed=o["seed"],
+                    hallucination=o["hallucination"], format=o["format"], base_url=o["base_url"], api=o["api"],
+                    samples=o["samples"], temperature=o["temperature"], top_p=o["top_p"], max_tokens=o["max_tokens"],
+                    concurrency=o["concurrency"], timeout=o["timeout"], max_retries=o["max_retries"],
+                    backoff=o["backoff"], extra_body=_extra_body(o["extra_body"]), few_shot=o["few_shot"],
+                    shots=o["shots"], keep=o["keep"], dedup=not o["no_dedup"], store=o["store"],
+                    progress=not o["quiet"])
+    calls = summary["calls"]
+    print(format_stats(summary["stats"]))
+    print(f"wrote {summary['stats']['total']['kept']} rationales to {summary['out']} in {summary['seconds']:.1f} s "
+          f"({calls['new']} new calls, {calls['from_store']} from {summary['store']}, {calls['retries']} retries)")
+    if not summary["stats"]["total"]["kept"]:
+        print(f"reasondistill: warning: no rationale kept (--keep {o['keep']}); see the statistics above",
+              file=sys.stderr)
+
+
+def cmd_filter(args: argparse.Namespace) -> None:
+    from ..rationales import format_stats
+    from .run import filter_file
+    summary = filter_file(args.data, args.out, keep=args.keep, dedup=not args.no_dedup, format=args.format)
+    print(format_stats(summary["stats"]))
+    print(f"wrote {summary['stats']['total']['kept']} rationales to {summary['out']}")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("teach", help="collect rationales from a teacher LLM (resumable)", argument_default=S)
+    p.add_argument("--config", help="YAML file of options (flags override)")
+    p.add_argument("--data", help="built-in task (synthetic/coin_flip), hf:NAME or a JSON/JSONL path")
+    p.add_argument("--teacher", help="openai:MODEL | hf:ID_OR_PATH | scripted")
+    p.add_argument("--out", help="rationale file to write (JSONL, usable as train --data)")
+    p.add_argument("--split", help="default: all of a file, train of a synthetic or hub task")
+    p.add_argument("--n", type=int, help="only the first N questions")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--hallucination", type=float, help="synthetic tasks: fraction of corrupted rationales")
+    p.add_argument("--format", help="input format (default: detected)")
+    p.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (key: OPENAI_API_KEY)")
+    p.add_argument("--api", help="chat (default for openai:) or completions")
+    p.add_argument("--samples", type=int, help="rationales per question (default 1)")
+    p.add_argument("--temperature", type=float, help="default 0, or 0.7 with --samples > 1")
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--max-tokens", type=int, help="rationale length limit (default 256)")
+    p.add_argument("--concurrency", type=int, help="requests in flight (openai) or batch size (hf); default 8")
+    p.add_argument("--timeout", type=float, help="seconds per request (default 60)")
+    p.add_argument("--max-retries", type=int, help="on 429, 5xx and timeouts (default 6)")
+    p.add_argument("--backoff", type=float, help="first retry pause in seconds, doubled each time (default 1)")
+    p.add_argument("--extra-body", help="JSON object merged into every request (server-specific fields)")
+    p.add_argument("--few-shot", help="file of worked examples (with rationales) to prompt with")
+    p.add_argument("--shots", type=int, help="use the first K worked examples (default all)")
+    p.add_argument("--keep", help="correct (default): only rationales whose answer matches gold; all")
+    p.add_argument("--no-dedup", action="store_true", help="keep repeated rationales of a question")
+    p.add_argument("--store", help="call store (default <out stem>.calls.sqlite)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_teach)
+
+    p = sub.add_parser("filter", help="filter a rationale file by teacher correctness, dedup")
+    p.add_argument("--data", required=True, help="rationale file (any loadable format)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--keep", default="correct", choices=["correct", "all"])
+    p.add_argument("--format", default=None)
+    p.add_argument("--no-dedup", action="store_true")
+    p.set_defaults(func=cmd_filter)

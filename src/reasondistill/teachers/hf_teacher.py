@@ -1,0 +1,56 @@
+"""The ``hf:ID_OR_PATH`` teacher: a local causal LM through transformers, batched.
+
+Calls from ``teach``'s concurrent workers meet in a :class:`~.batching.Batcher`, so ``--concurrency``
+is the generation batch size. With ``api="chat"`` (the default when the tokenizer has a chat
+template) the prompt goes in as a user message through the template; otherwise it is continued as
+raw text, which suits base models and reasondistill's own students.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from . import Call, Teacher
+from .batching import Batcher, GenJob, generate_jobs
+
+
+class HFTeacher(Teacher):
+    kind = "hf"
+
+    def __init__(self, name: str, *, api: str | None = None, batch_size: int = 8, device: str | None = None) -> None:
+        super().__init__(f"hf:{name}", str(Path(name).resolve()) if Path(name).exists() else name)
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from ..models import load_tokenizer
+        if api not in (None, "chat", "completions"):
+            raise UserError(f"--api must be 'chat' or 'completions', not '{api}'")
+        try:
+            self.tokenizer = load_tokenizer(name)
+            self.lm = AutoModelForCausalLM.from_pretrained(name)
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot load teacher model '{name}': {str(e).splitlines()[0]}") from None
+        self.lm.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
+        self.api = api or ("chat" if getattr(self.tokenizer, "chat_template", None) else "completions")
+        if self.api == "chat" and not getattr(self.tokenizer, "chat_template", None):
+            raise UserError(f"teacher '{name}' has no chat template; use --api completions")
+        self.batcher = Batcher(lambda jobs: generate_jobs(self.lm, self.tokenizer, jobs), max_batch=max(1, batch_size))
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": self.model, "api": self.api}
+
+    def render(self, prompt: str) -> str:
+        if self.api == "chat":
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                      add_generation_prompt=True)
+        return prompt
+
+    async def complete(self, call: Call) -> str:
+        self.requests += 1
+        job = GenJob(self.render(call.prompt), call.max_tokens, call.temperature, call.top_p, stop=call.stop or [])
+        return (await self.batcher.submit(job)).text
+
+    async def aclose(self) -> None:
+        await self.batcher.aclose()

@@ -67,7 +67,10 @@ class TrainingModule(nn.Module):
         self.method = [method]  # a list: not registered as a submodule
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self.method[0].loss(self.model, batch)
+        method = self.method[0]
+        losses = method.loss(self.model, batch)
+        extra = method.pop_extra_losses()  # cross-cutting terms from run_model, e.g. token-level KD
+        return {**losses, **extra, "loss": losses["loss"] + extra["loss"]} if extra else losses
 
 
 def collate(features: list[Feature], pad_id: int) -> dict[str, torch.Tensor]:
@@ -155,6 +158,7 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
     set_seed(config.seed)
     check_examples(method, examples)
     method.prepare(examples, tokenizer, model)
+    method.attach_teacher(tokenizer)  # token-level KD when the options name a teacher
     features = build_features(method, examples, tokenizer, config.max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
@@ -225,6 +229,7 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
             continue
         step += 1
         method.on_step(step, config.max_steps)
+        method.kd_on_step(step, config.max_steps)
         bar.update(1)
         if step % config.log_every == 0 or step == config.max_steps:
             last = {k: v / micro for k, v in running.items()}

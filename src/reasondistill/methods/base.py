@@ -26,6 +26,10 @@ from ..errors import UserError
 from ..tasks import Example, extract_answer
 
 PROMPT, ANSWER, RATIONALE = 0, 1, 2
+# Token-level distillation options every method accepts (see kd.py): a teacher named by
+# ``teacher_model`` (online) or ``teacher_logits`` (stored top-k) adds a KD term in ``run_model``.
+KD_DEFAULTS: dict[str, Any] = {"teacher_model": None, "teacher_logits": None, "kd_loss": "forward_kl",
+                               "kd_weight": 1.0, "kd_temperature": 1.0, "kd_beta": 0.5}
 
 
 @dataclass
@@ -97,7 +101,8 @@ class Method:
     name: ClassVar[str] = "base"
     answer_first: ClassVar[bool] = False   # stop decoding right after the answer (PT, PST)
     uses_rationale: ClassVar[bool] = True  # training needs teacher rationales
-    defaults: ClassVar[dict[str, Any]] = {"mask_rationale": 0.0}
+    supports_kd: ClassVar[bool] = True     # False where run_model's logits are not the student's on input_ids
+    defaults: ClassVar[dict[str, Any]] = {"mask_rationale": 0.0, **KD_DEFAULTS}
 
     def __init__(self, **options: Any) -> None:
         allowed = {**Method.defaults, **self.defaults}
@@ -109,6 +114,10 @@ class Method:
         for key, value in self.options.items():
             setattr(self, key, value)
         self._rng = random.Random(0)
+        from ..kd import check_kd_options
+        check_kd_options(self.name, self.options, options)
+        self._kd = None  # the kd.Distiller, attached by the trainer when a teacher is named
+        self._extra_losses: list[dict[str, torch.Tensor]] = []
 
     # ----- training ---------------------------------------------------------------------------
     def prepare(self, examples: list[Example], tokenizer, model) -> None:
@@ -126,6 +135,11 @@ class Method:
 
     def finish(self, model, tokenizer, examples: list[Example]) -> None:
         """A stage after the main training loop (e.g. adaptive's perception module). Default: nothing."""
+
+    def run_info(self) -> dict:
+        """Facts about the trained run for its record and metrics (e.g. trainable/frozen parameter
+        counts of methods that freeze models). Default: none."""
+        return {}
 
     # ----- saving and loading -----------------------------------------------------------------
     def save(self, out_dir, model, tokenizer) -> None:
@@ -162,9 +176,41 @@ class Method:
 
     def run_model(self, model, batch: dict[str, torch.Tensor], **kwargs):
         """The student's forward pass on a training batch. Every method's ``loss`` goes through
-        here, so cross-cutting terms (e.g. token-level distillation from a teacher's logits) can
-        hook in once for all methods."""
-        return model(**self.forward_inputs(model, batch), **kwargs)
+        here, so cross-cutting terms hook in once for all methods: with a teacher attached, the
+        token-level KD term on these logits is queued for ``pop_extra_losses``."""
+        out = model(**self.forward_inputs(model, batch), **kwargs)
+        if self._kd is not None and model.training:
+            self._extra_losses.append(self._kd.loss(out.logits, batch))
+        return out
+
+    # ----- token-level distillation (kd.py) ---------------------------------------------------
+    def attach_teacher(self, tokenizer) -> None:
+        """Before training: load the teacher (or its stored logits) the options name and check it
+        shares the student's tokenizer. The KD term uses this method's span weights when it has them."""
+        if not (self.teacher_model or self.teacher_logits):
+            return
+        if not self.supports_kd:
+            raise UserError(f"method '{self.name}' does not support token-level KD (teacher_model/teacher_logits)")
+        from ..kd import Distiller
+        weighted = hasattr(self, "answer_weight") or hasattr(self, "rationale_weight")
+        weights = {ANSWER: float(getattr(self, "answer_weight", 1.0)),
+                   RATIONALE: float(getattr(self, "rationale_weight", 1.0))} if weighted else None
+        self._kd = Distiller(self.options, tokenizer, weights)
+
+    def pop_extra_losses(self) -> dict[str, torch.Tensor]:
+        """Terms queued by ``run_model`` since the last call (e.g. ``kd``), summed; ``"loss"`` is what
+        the trainer adds to the method's total, the other keys are logged."""
+        pending, self._extra_losses = self._extra_losses, []
+        out: dict[str, torch.Tensor] = {}
+        for terms in pending:
+            for key, value in terms.items():  # terms add up over forward passes; a schedule value is reported
+                out[key] = out[key] + value if key in out and key != "taid_t" else value
+        return out
+
+    def kd_on_step(self, step: int, max_steps: int) -> None:
+        """After each optimizer step: advance the KD schedule (TAID's interpolation weight)."""
+        if self._kd is not None:
+            self._kd.on_step(step, max_steps)
 
     # ----- inference --------------------------------------------------------------------------
     def prompt(self, example: Example) -> str:

@@ -1,0 +1,410 @@
+"""kpod (keypoint-based progressive distillation): pre-thinking with a smarter rationale loss.
+
+The sequence is pre-thinking's (``question -> rationale -> answer``, one next-token loss) and so is
+inference. Two things change what the student learns from the rationale; this file is our reading
+of the recipe in METHODS.md.
+
+1. Keypoint token weights, learnt by masking (``prepare``, once, before the student trains).
+   Not every rationale token matters equally: "has 4 - 1 = 3" carries the reasoning, "she gives
+   away" is filler. To find out which tokens matter without hand rules:
+   - an *answer model* A learns to predict the answer's tokens from the rationale's tokens
+     (frozen student embeddings, attention pooling over the tokens it is shown, candidates scored
+     by similarity to the pooled vector), with random tokens masked so it copes with masked input;
+     then A is frozen. A masked token is simply absent for A, so nothing but the kept tokens (not
+     even the rationale's length) can tell it the answer;
+   - a *mask network* M (frozen embeddings -> a small convolution over neighbours -> one logit per
+     token) learns which tokens to keep: A must still recover the answer from the kept tokens,
+     while a sparsity penalty (the mean keep probability) pushes the kept set to be small.
+     Keep/drop is sampled with a Gumbel-sigmoid and a straight-through hard threshold, so the
+     masking is discrete but trainable;
+   - M's keep probabilities ``p``, normalised per rationale, become the token weights of the
+     student's loss: ``w = floor + (1 - floor) * p``, divided by its mean over the rationale.
+     Keypoints weigh up to ``1 / floor`` times more than dropped tokens, and no token weighs zero,
+     so the student still learns to write the whole rationale.
+2. In-rationale progressive distillation (``loss`` and ``on_step``). The rationale is split into
+   steps (sentences or lines). A question whose schedule says ``k`` gets its first ``n - k`` steps
+   as input only and learns to generate the last ``k`` steps and the answer; ``k`` starts at
+   ``start_steps`` and grows until every question generates its whole rationale (by
+   ``progressive_until`` of training). At each of ``schedule_updates`` updates a budget of
+   one-step increments is handed out by a greedy value function: a question's value is the ease
+   of its next step (its difficulty, the student's keypoint-weighted token loss on that step as
+   training measures it, scaled so the easiest is 1 and the hardest 0) plus ``diversity_weight``
+   times its distance to the questions already picked in this update (so each stage covers
+   varied questions, not one kind).
+
+Visible in the run: ``metrics.jsonl`` logs ``kept_fraction`` (share of rationale tokens the mask
+keeps), ``mean_k`` and ``generated_fraction``; ``kpod_schedule.json`` holds the mask training curve
+and k at every schedule update; ``kpod_weights.jsonl`` the per-token weights of training
+rationales (``reasondistill inspect-weights RUN_DIR`` prints them).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+from ..inspect import WEIGHTS_FILE
+from ..io import atomic_write_json, atomic_write_jsonl
+from ..tasks import Example
+from .base import ANSWER, PROMPT, RATIONALE, Feature
+from .pre_thinking import ANSWER_MARKER, PreThinking
+
+SCHEDULE_FILE = "kpod_schedule.json"
+STEP_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")  # a sentence end followed by space, or a line break
+
+
+def split_steps(rationale: str) -> list[str]:
+    """The rationale as steps whose concatenation is ``" " + rationale.strip()``: each step keeps
+    the whitespace before it, so tokenising step by step matches the text the student reads."""
+    text = " " + rationale.strip()
+    starts = [0] + [m.start() for m in STEP_BREAK.finditer(text) if 0 < m.start() and m.end() < len(text)]
+    return [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)]) if text[a:b].strip()]
+
+
+class TokenEncoder(nn.Module):
+    """The mask network's reader: frozen token embeddings -> projection + position (counted from
+    the rationale's end, where conclusions sit) -> a residual convolution that lets each token see
+    a few neighbours. Cheap on purpose: it trains in seconds on a CPU."""
+
+    def __init__(self, d_in: int, d: int, max_len: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(d_in, d)
+        self.pos = nn.Embedding(max_len, d)
+        self.conv = nn.Conv1d(d, d, kernel_size=5, padding=2)
+
+    def forward(self, emb: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        lengths = (~pad).sum(1, keepdim=True)
+        from_end = (lengths - 1 - torch.arange(emb.size(1), device=emb.device)).clamp(min=0)
+        x = F.gelu(self.inp(emb) + self.pos(from_end)) * (~pad).unsqueeze(-1)
+        return x + F.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2))
+
+
+class AnswerModel(nn.Module):
+    """Predicts the answer's tokens (as a bag, over the tokens answers use) from the *kept*
+    rationale tokens only. Attention pooling over kept tokens (scored by token and distance from
+    the end), so a masked token leaves no trace, not even the rationale's length. A candidate answer
+    token is scored by its similarity to the pooled rationale (through a learnt map that starts as
+    the identity), so "the rationale states 7" points at "7" from the start and the answer model
+    judges what the kept tokens say, rather than memorising examples."""
+
+    def __init__(self, d_in: int, d: int, max_len: int, answer_emb: torch.Tensor) -> None:
+        super().__init__()
+        self.token = nn.Sequential(nn.Linear(d_in, d), nn.GELU(), nn.Linear(d, d))
+        self.pos = nn.Embedding(max_len, d)
+        self.query = nn.Parameter(torch.randn(d) / d ** 0.5)
+        self.map = nn.Linear(d, d)
+        nn.init.eye_(self.map.weight)
+        self.register_buffer("answer_emb", answer_emb)  # frozen embeddings of the candidate tokens
+
+    def forward(self, emb: torch.Tensor, pad: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities over the candidate answer tokens; ``keep`` is 0 or 1 per token."""
+        lengths = (~pad).sum(1, keepdim=True)
+        from_end = (lengths - 1 - torch.arange(emb.size(1), device=emb.device)).clamp(min=0)
+        h = self.token(emb)
+        scores = ((h + self.pos(from_end)) @ self.query).masked_fill(pad, -1e4)
+        attention = keep * (scores - scores.max(1, keepdim=True).values.detach()).exp()
+        pooled = (attention.unsqueeze(-1) * h).sum(1) / (attention.sum(1, keepdim=True) + 1e-6)
+        return (self.map(pooled) @ self.token(self.answer_emb).T).log_softmax(-1)
+
+
+class MaskNetwork(nn.Module):
+    """One keep-logit per rationale token."""
+
+    def __init__(self, d_in: int, d: int, max_len: int) -> None:
+        super().__init__()
+        self.enc = TokenEncoder(d_in, d, max_len)
+        self.head = nn.Linear(d, 1)
+        nn.init.constant_(self.head.bias, 2.0)  # start by keeping everything, then learn what to drop
+
+    def forward(self, emb: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        return self.head(self.enc(emb, pad)).squeeze(-1)
+
+
+def answer_nll(logp: torch.Tensor, answer_ids: torch.Tensor) -> torch.Tensor:
+    """Per example: mean negative log-probability of its answer tokens (``answer_ids`` padded with -1)."""
+    valid = answer_ids >= 0
+    picked = logp.gather(1, answer_ids.clamp(min=0))
+    return -(picked * valid).sum(1) / valid.sum(1).clamp(min=1)
+
+
+class KPOD(PreThinking):
+    name = "kpod"
+    defaults = {"weight_floor": 0.5, "sparsity": 0.5, "mask_steps": 300, "answer_model_steps": 300,
+                "mask_dim": 64, "mask_batch_size": 32, "answer_lr": 1e-2, "mask_lr": 3e-3, "temperature": 0.5,
+                "start_steps": 1, "schedule_updates": 4, "progressive_until": 0.5, "diversity_weight": 0.5,
+                "mask_seed": 0}
+    max_len = 512  # rationale tokens the mask network reads; later tokens get the mean weight
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        if not 0.0 <= self.weight_floor <= 1.0:
+            raise UserError(f"kpod: weight_floor must be between 0 and 1, not {self.weight_floor}")
+        if not 0.0 <= self.progressive_until <= 1.0:
+            raise UserError(f"kpod: progressive_until must be between 0 and 1, not {self.progressive_until}")
+        if int(self.start_steps) < 1 or int(self.schedule_updates) < 1:
+            raise UserError("kpod: start_steps and schedule_updates must be at least 1")
+        self.index: dict[tuple, int] = {}
+        self.pieces: list[tuple[list[int], list[list[int]], list[int]]] = []  # prompt, steps, answer ids
+        self.token_weights: list[list[float]] = []
+        self.keep_probs: list[list[float]] = []
+        self.kept: list[float] = []
+        self.mask_log: list[dict] = []
+        self.schedule_log: list[dict] = []
+
+    # ----- features -------------------------------------------------------------------------------
+    def _encode(self, ex: Example, tokenizer) -> tuple[list[int], list[list[int]], list[int]]:
+        def ids(text: str) -> list[int]:
+            return tokenizer(text, add_special_tokens=False).input_ids
+
+        steps = [ids(s) for s in split_steps(ex.rationale)]
+        answer = ids(ANSWER_MARKER) + ids(f" {ex.answer}") + [tokenizer.eos_token_id]
+        return ids(self.prompt(ex)), [s for s in steps if s], answer
+
+    def features(self, example: Example, tokenizer) -> list[Feature]:
+        key = _key(example)
+        if key not in self.index:
+            raise RuntimeError(f"kpod: example {example.id!r} was not seen by prepare(), which weighs its tokens")
+        i = self.index[key]
+        prompt, steps, answer = self.pieces[i]
+        rationale = [t for s in steps for t in s]
+        step_ids = [0] * len(prompt) + [n + 1 for n, s in enumerate(steps) for _ in s] + [0] * len(answer)
+        spans = [PROMPT] * len(prompt) + [RATIONALE] * len(rationale) + [ANSWER] * len(answer)
+        weights = [1.0] * len(prompt) + self.token_weights[i] + [1.0] * len(answer)
+        extras = {"step_ids": step_ids, "example_index": i, "n_steps": len(steps), "kept_fraction": self.kept[i]}
+        return [Feature(prompt + rationale + answer, spans, weights, extras)]
+
+    # ----- 1. keypoint weights by mask learning ---------------------------------------------------
+    def prepare(self, examples: list[Example], tokenizer, model) -> None:
+        for ex in examples:
+            if _key(ex) not in self.index:
+                self.index[_key(ex)] = len(self.pieces)
+                self.pieces.append(self._encode(ex, tokenizer))
+        unique = {i: ex for ex in examples for i in [self.index[_key(ex)]]}
+        self.examples = [unique[i] for i in range(len(self.pieces))]
+        embedding = model.get_input_embeddings()
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+        def embed(ids: torch.Tensor) -> torch.Tensor:
+            """Frozen student embeddings, layer-normalised (a fresh tiny student's are tiny)."""
+            with torch.no_grad():
+                e = embedding(ids.to(embedding.weight.device)).float().to(device)
+                return F.layer_norm(e, e.shape[-1:])
+
+        rationales = [[t for s in steps for t in s][:self.max_len] for _, steps, _ in self.pieces]
+        ids, pad = _pad(rationales, 0)
+        # The answer model chooses among the tokens answers use; targets are positions in that list.
+        answer_ids = [tokenizer(f" {ex.answer}", add_special_tokens=False).input_ids or [tokenizer.eos_token_id]
+                      for ex in self.examples]
+        vocab = sorted({t for a in answer_ids for t in a})
+        slot = {t: i for i, t in enumerate(vocab)}
+        answers, _ = _pad([[slot[t] for t in a] for a in answer_ids], -1)
+        threads = torch.get_num_threads()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.mask_seed)
+            # The mask nets are tiny: on a CPU, more threads only add synchronisation (often 5x slower).
+            torch.set_num_threads(1 if device.type == "cpu" else threads)
+            try:
+                probs = self._learn_mask(embed, ids, pad, answers.to(device), embed(torch.tensor(vocab)), device)
+            finally:
+                torch.set_num_threads(threads)
+            questions = [p for p, _, _ in self.pieces]
+            qids, qpad = _pad(questions, 0)
+            qemb = torch.cat([(embed(qids[i:i + 64]) * (~qpad[i:i + 64]).unsqueeze(-1).to(device)).sum(1).cpu()
+                              for i in range(0, len(qids), 64)])
+            self.question_vectors = F.normalize(qemb, dim=-1)
+        self.token_weights, self.keep_probs, self.kept = [], [], []
+        for n, (_, steps, _) in enumerate(self.pieces):
+            total = sum(len(s) for s in steps)
+            p = probs[n, :min(total, self.max_len)]
+            p = torch.cat([p, p.mean().expand(total - len(p))]) if total > len(p) else p
+            self.keep_probs.append([round(float(x), 4) for x in p])
+            self.kept.append(float((p > 0.5).float().mean()) if total else 0.0)
+            w = self.weight_floor + (1 - self.weight_floor) * p
+            w = w / w.mean().clamp(min=1e-6)
+            self.token_weights.append([round(float(x), 4) for x in w])
+        self._init_schedule()
+
+    def _learn_mask(self, embed, ids: torch.Tensor, pad: torch.Tensor, answers: torch.Tensor,
+                    answer_emb: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """Train the answer model, then the mask network against it; keep probabilities (N, T)."""
+        answer_model = AnswerModel(answer_emb.size(1), self.mask_dim, self.max_len, answer_emb).to(device)
+        mask_net = MaskNetwork(answer_emb.size(1), self.mask_dim, self.max_len).to(device)
+        n, bs = len(ids), min(self.mask_batch_size, len(ids))
+        pad = pad.to(device)
+        self.mask_log = []
+
+        def batch():
+            pick = torch.randint(0, n, (bs,))
+            width = int((~pad[pick]).sum(1).max().clamp(min=1))
+            return embed(ids[pick, :width]), pad[pick, :width], answers[pick]
+
+        opt = torch.optim.Adam(answer_model.parameters(), lr=self.answer_lr)
+        for step in range(1, int(self.answer_model_steps) + 1):
+            emb, bpad, ans = batch()
+            # Random masking at random rates, so A can read the masked rationales M will show it.
+            rate = torch.rand(bs, 1, device=device) * 0.5 + 0.5
+            keep = ((torch.rand(bpad.shape, device=device) < rate) & ~bpad).float()
+            loss = answer_nll(answer_model(emb, bpad, keep), ans).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % 25 == 0 or step == self.answer_model_steps:
+                self.mask_log.append({"stage": "answer_model", "step": step, "answer_nll": round(loss.item(), 4)})
+        answer_model.requires_grad_(False)
+
+        opt = torch.optim.Adam(mask_net.parameters(), lr=self.mask_lr)
+        for step in range(1, int(self.mask_steps) + 1):
+            emb, bpad, ans = batch()
+            logits = mask_net(emb, bpad)
+            u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+            soft = torch.sigmoid((logits + u.log() - (-u).log1p()) / self.temperature)
+            keep = ((soft > 0.5).float() - soft).detach() + soft  # hard forward, soft gradient
+            keep = keep.masked_fill(bpad, 0.0)
+            nll = answer_nll(answer_model(emb, bpad, keep), ans).mean()
+            real = (~bpad).float()
+            density = (torch.sigmoid(logits) * real).sum() / real.sum()
+            loss = nll + self.sparsity * density
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % 25 == 0 or step == self.mask_steps:
+                kept = float((keep.detach() * real).sum() / real.sum())
+                self.mask_log.append({"stage": "mask", "step": step, "answer_nll": round(nll.item(), 4),
+                                      "kept_fraction": round(kept, 4)})
+        mask_net.eval()
+        with torch.no_grad():
+            return torch.cat([torch.sigmoid(mask_net(embed(ids[i:i + 64]), pad[i:i + 64])).cpu()
+                              for i in range(0, n, 64)])
+
+    # ----- 2. in-rationale progressive distillation -----------------------------------------------
+    def _init_schedule(self) -> None:
+        self.n_steps = torch.tensor([len(steps) for _, steps, _ in self.pieces])
+        self.k = self.n_steps.clamp(max=int(self.start_steps))
+        self.difficulty = torch.full((len(self.pieces), int(self.n_steps.max().clamp(min=1))), float("nan"))
+        self.updates_done = 0
+        self.schedule_log = [self._schedule_row(0)]
+
+    def _schedule_row(self, step: int) -> dict:
+        frac = (self.k / self.n_steps.clamp(min=1)).float()
+        return {"step": step, "update": self.updates_done, "mean_k": round(float(self.k.float().mean()), 4),
+                "mean_steps": round(float(self.n_steps.float().mean()), 4),
+                "generated_fraction": round(float(frac.mean()), 4),
+                "full_fraction": round(float((self.k >= self.n_steps).float().mean()), 4)}
+
+    def on_step(self, step: int, max_steps: int) -> None:
+        """Apply every schedule update due by ``step`` (several at once after a resume)."""
+        updates = int(self.schedule_updates)
+        while self.updates_done < updates:
+            due = math.ceil(self.progressive_until * max_steps * (self.updates_done + 1) / updates)
+            if step < due:
+                break
+            self.updates_done += 1
+            if self.updates_done == updates:
+                self.k = self.n_steps.clone()
+            else:
+                self._grow(math.ceil(int((self.n_steps - self.k).sum()) / (updates - self.updates_done + 1)))
+            self.schedule_log.append(self._schedule_row(step))
+
+    def _grow(self, budget: int) -> None:
+        """Hand out ``budget`` one-step increments of k, greedily by value = ease of the question's
+        next step + diversity_weight * its distance to the questions already picked this update."""
+        q = self.question_vectors
+        while budget > 0:
+            todo = (self.k < self.n_steps).nonzero().flatten()
+            if len(todo) == 0:
+                return
+            # The next step a question must learn to generate is step n - k (1-based).
+            nxt = self.difficulty[todo, (self.n_steps[todo] - self.k[todo] - 1)]
+            known = nxt[~nxt.isnan()]
+            nxt = torch.where(nxt.isnan(), known.median() if len(known) else torch.tensor(0.0), nxt)
+            ease = 1 - (nxt - nxt.min()) / (nxt.max() - nxt.min()).clamp(min=1e-6)  # 1 = easiest
+            distance = torch.ones(len(todo))
+            free = torch.ones(len(todo), dtype=torch.bool)
+            for _ in range(min(budget, len(todo))):
+                value = (ease + self.diversity_weight * distance).masked_fill(~free, float("-inf"))
+                j = int(value.argmax())
+                free[j] = False
+                self.k[todo[j]] += 1
+                budget -= 1
+                distance = torch.minimum(distance, (1 - q[todo] @ q[todo[j]]) / 2)
+
+    def _record_difficulty(self, ce: torch.Tensor, weights: torch.Tensor, steps: torch.Tensor,
+                           index: torch.Tensor) -> None:
+        """Running (EMA) keypoint-weighted token loss of every (question, step) in the batch."""
+        n, width = self.difficulty.shape
+        real = steps > 0
+        slot = (index.unsqueeze(1) * width + (steps - 1).clamp(min=0))[real].cpu()
+        loss = torch.zeros(n * width).index_add_(0, slot, (ce * weights)[real].float().cpu())
+        mass = torch.zeros(n * width).index_add_(0, slot, weights[real].float().cpu())
+        seen = mass > 0
+        new = loss[seen] / mass[seen]
+        flat = self.difficulty.view(-1)
+        old = flat[seen]
+        flat[seen] = torch.where(old.isnan(), new, 0.5 * old + 0.5 * new)
+
+    def targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which next tokens are learnt now (B, T-1), and each row's k: the answer and the last k
+        rationale steps; the first n - k steps are input only."""
+        spans, steps = batch["spans"][:, 1:], batch["step_ids"][:, 1:]
+        k = self.k[batch["example_index"].cpu()].to(spans.device)
+        given = (steps > 0) & (steps <= (batch["n_steps"] - k).unsqueeze(1))
+        return ((spans == ANSWER) | (spans == RATIONALE)) & ~given, k
+
+    def loss(self, model, batch):
+        logits = self.run_model(model, batch).logits[:, :-1].float()
+        ids = batch["input_ids"][:, 1:]
+        ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), ids.reshape(-1), reduction="none").view_as(ids)
+        spans, weights = batch["spans"][:, 1:], batch["weights"][:, 1:]
+        target, k = self.targets(batch)
+        w = weights * target
+        with torch.no_grad():
+            self._record_difficulty(ce.detach(), weights, batch["step_ids"][:, 1:], batch["example_index"])
+            is_answer, is_rationale = (spans == ANSWER).float(), (w * (spans == RATIONALE))
+            ce_answer = (ce * is_answer).sum() / is_answer.sum().clamp(min=1)
+            ce_rationale = (ce * is_rationale).sum() / is_rationale.sum().clamp(min=1e-6)
+            frac = (k.float() / batch["n_steps"].clamp(min=1).float()).mean()
+        return {"loss": (ce * w).sum() / w.sum(), "ce_answer": ce_answer, "ce_rationale": ce_rationale,
+                "kept_fraction": batch["kept_fraction"].float().mean(), "mean_k": k.float().mean(),
+                "generated_fraction": frac}
+
+    def run_info(self) -> dict:
+        return {"kpod": {"kept_fraction": round(sum(self.kept) / max(len(self.kept), 1), 4),
+                         "schedule_updates_done": self.updates_done}} if self.kept else {}
+
+    # ----- saving -----------------------------------------------------------------------------------
+    def save(self, out_dir, model, tokenizer) -> None:
+        """The student (pre-thinking at inference), plus the mask's token weights and the schedule."""
+        super().save(out_dir, model, tokenizer)
+        out_dir = Path(out_dir)
+        rows = []
+        for i, ex in enumerate(self.examples[:1000]):  # enough to inspect; keeps the run folder small
+            _, steps, _ = self.pieces[i]
+            ids = [t for s in steps for t in s]
+            rows.append({"id": ex.id, "question": ex.question, "answer": ex.answer,
+                         "tokens": [tokenizer.decode([t]) for t in ids], "weights": self.token_weights[i],
+                         "keep_probs": self.keep_probs[i],
+                         "steps": [n + 1 for n, s in enumerate(steps) for _ in s],
+                         "kept_fraction": round(self.kept[i], 4)})
+        atomic_write_jsonl(out_dir / WEIGHTS_FILE, rows)
+        atomic_write_json(out_dir / SCHEDULE_FILE, {"mask_training": self.mask_log, "schedule": self.schedule_log})
+
+
+def _key(ex: Example) -> tuple:
+    return (ex.id, ex.question, ex.rationale, ex.answer)
+
+
+def _pad(rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, pad mask) right-padded to the longest row (at least 1 wide)."""
+    width = max(1, max(len(r) for r in rows))
+    ids = torch.full((len(rows), width), value, dtype=torch.long)
+    pad = torch.ones((len(rows), width), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        pad[i, :len(r)] = False
+    return ids, pad

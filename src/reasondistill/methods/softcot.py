@@ -1,0 +1,328 @@
+"""softcot (soft chain of thought): a frozen assistant's hidden states as hints for a frozen main model.
+
+Recipe (METHODS.md). A small frozen *assistant* LM reads an instruction, the question and N
+placeholder tokens in one forward pass (no decoding); its last-layer hidden states at the
+placeholders are the *soft thoughts*. A trainable projection (``Linear(d_assistant, d_main)`` as in
+the original, or a Linear–GELU–Linear with ``projection=mlp``) maps them into the frozen *main*
+model's input-embedding space, where they overwrite N placeholder embeddings on a hints line after
+the question (``Hints (they may be wrong): [....]``). The main model then writes its rationale and
+the answer as in pre_thinking. Only the projection trains, with ``CE(rationale ⊕ answer)`` on the
+main model's target (prompt masked). N is 32 in training and 4 at inference by default, as in the
+original (options ``n_train``, ``n_infer``).
+
+Why: nothing in the main model changes, so it forgets nothing, and a few thousand parameters learn
+to hand it a compressed reading of the question by a second model.
+
+The main model is ``--student`` (a trained run folder or a hub id), the assistant ``--assistant``.
+A run folder holds only the projection and ``frozen_models.json``, the references ``load`` follows
+to rebuild the frozen models; the run record counts trainable and frozen parameters.
+
+``SoftThoughtMethod`` below is the machinery softcot and semcot share: a second model's last-layer
+states at placeholder tokens, bridged into a frozen main model's input embeddings, and greedy
+decoding from those embeddings.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..io import atomic_write_json, read_json
+from ..tasks import Example
+from .base import (
+    ANSWER,
+    PROMPT,
+    RATIONALE,
+    Feature,
+    Method,
+    Prediction,
+    encode_pieces,
+    format_question,
+)
+from .pre_thinking import ANSWER_MARKER, PreThinking
+
+INSTRUCTION = "Write informative hints that help another model solve this problem.\n"
+HINTS_OPEN = "Hints (they may be wrong): ["
+HINTS_CLOSE = "]\n"
+REFS_FILE = "frozen_models.json"
+
+
+def count_params(*modules: nn.Module | None) -> int:
+    return sum(p.numel() for m in modules if m is not None for p in m.parameters())
+
+
+def model_ref(model: nn.Module) -> str:
+    """Where a loaded model came from, in a form ``load_lm`` can follow later: an absolute path for a
+    local folder, else the hub id. Empty for a model built in memory (there is nothing to refer to)."""
+    ref = str(getattr(model, "name_or_path", "") or "")
+    return str(Path(ref).resolve()) if ref and Path(ref).exists() else ref
+
+
+def load_lm(ref: str, what: str) -> tuple[nn.Module, Any]:
+    """(causal LM, tokenizer) of a *trained* model, a run folder or a hub id, frozen and in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    from ..models import is_tiny, load_tokenizer
+    if is_tiny(ref) or not (Path(ref).exists() or ref.count("/") == 1):
+        raise UserError(f"{what} '{ref}' must be a trained model: a run folder or a hub id like 'Qwen/Qwen2.5-0.5B'")
+    try:
+        tokenizer = load_tokenizer(ref)
+        model = AutoModelForCausalLM.from_pretrained(ref, dtype="auto")
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load {what} '{ref}': {str(e).splitlines()[0]}") from None
+    model.eval().requires_grad_(False)
+    return model, tokenizer
+
+
+def placeholder_id(tokenizer) -> int:
+    """The token a second model reads at each thought position. Its embedding only matters to that
+    model (the main model's copies are overwritten); bos is rarely seen mid-text, so it marks them well."""
+    for tid in (tokenizer.bos_token_id, tokenizer.unk_token_id, tokenizer.eos_token_id):
+        if tid is not None:
+            return tid
+    raise UserError("the tokenizer has no bos, unk or eos token to use as a thought placeholder")
+
+
+def left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask), each row padded on the left so every row ends at the last column."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r):] = 1
+    return ids, mask
+
+
+def placeholder_states(model: nn.Module, tokenizer, texts: list[str], n: int) -> torch.Tensor:
+    """Last-layer hidden states (batch, n, d) at ``n`` placeholder tokens appended to each text, in one
+    forward pass of the base model (no LM head, no decoding). Positions count real tokens only, so a
+    text's states do not depend on what it is batched with."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows = [tokenizer(t, add_special_tokens=False).input_ids + [placeholder_id(tokenizer)] * n for t in texts]
+    ids, mask = left_pad(rows, pad)
+    device = next(model.parameters()).device
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    return model(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state[:, -n:]
+
+
+def splice(embeds: torch.Tensor, starts: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """``embeds`` with, in row b, the slots ``starts[b] .. starts[b]+n-1`` replaced by ``vectors[b]``."""
+    cols = starts.to(embeds.device)[:, None] + torch.arange(vectors.size(1), device=embeds.device)
+    rows = torch.arange(embeds.size(0), device=embeds.device)[:, None].expand_as(cols)
+    return embeds.index_put((rows, cols), vectors.to(embeds.dtype))
+
+
+def make_bridge(d_in: int, d_out: int, kind: str, scale: float) -> nn.Module:
+    """Linear (the original) or Linear–GELU–Linear into the main model's embedding space. The last
+    layer starts small, so the first soft thoughts have about the size of the main model's token
+    embeddings (``scale``) instead of swamping its prompt."""
+    last = nn.Linear(d_in if kind == "linear" else d_out, d_out)
+    nn.init.normal_(last.weight, std=scale / last.in_features ** 0.5)
+    nn.init.zeros_(last.bias)
+    return last if kind == "linear" else nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), last)
+
+
+class SoftThoughtMethod(Method):
+    """A frozen main model that reads, in N slots of its prompt, vectors made by a second model.
+
+    A recipe says what the second model reads (``second_text``), the main prompt around the slots
+    (``main_parts``), the main model's target (``target_pieces``), how many slots (``n_slots``) and
+    its stop tokens; this class loads the models, bridges them, trains, decodes, saves and loads.
+    """
+
+    second_role: ClassVar[str] = "assistant"  # the second model's name in messages and references
+    supports_kd = False  # the main model reads spliced embeddings, not input_ids: token KD does not apply
+    trains_second: ClassVar[bool] = False     # semcot's generator trains; softcot's assistant does not
+    defaults: ClassVar[dict[str, Any]] = {"assistant": None, "projection": "linear"}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.projection not in ("linear", "mlp"):
+            raise UserError(f"{self.name}: projection must be 'linear' or 'mlp', not '{self.projection}'")
+        self.second: nn.Module | None = None  # the second model's base (no LM head: only states are used)
+        self.second_tokenizer = None
+        self.bridge: nn.Module | None = None
+        self.refs: dict[str, str] = {}
+        self.texts: list[str] = []
+        self.index: dict[str, int] = {}
+        self.frozen_params = 0
+
+    # ----- what a recipe fills in -------------------------------------------------------------
+    def n_slots(self, training: bool) -> int:
+        raise NotImplementedError
+
+    def second_text(self, example: Example) -> str:
+        raise NotImplementedError
+
+    def main_parts(self, example: Example) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def target_pieces(self, example: Example) -> list[tuple[str, int]]:
+        raise NotImplementedError
+
+    def stop_ids(self, tokenizer) -> list[int]:
+        """Tokens that end an answer besides eos."""
+        return []
+
+    # ----- models -------------------------------------------------------------------------------
+    def attach(self, main: nn.Module, main_ref: str, second_ref: str) -> None:
+        """Load the second model and build the bridge (for training from ``prepare``, at inference
+        from ``load``)."""
+        lm, self.second_tokenizer = load_lm(second_ref, f"{self.name} {self.second_role}")
+        self.second = lm.base_model
+        self.refs = {"main": main_ref, self.second_role: model_ref(lm) or second_ref}
+        main_embeddings = main.get_input_embeddings()
+        self.bridge = make_bridge(lm.get_input_embeddings().embedding_dim, main_embeddings.embedding_dim,
+                                  self.projection, main_embeddings.weight.float().std().item())
+
+    def prepare(self, examples: list[Example], tokenizer, model) -> None:
+        if hasattr(model, "peft_config"):
+            raise UserError(f"{self.name} keeps the main model frozen: drop --lora-r")
+        main_ref = model_ref(model)
+        if not main_ref:
+            raise UserError(f"{self.name} freezes the main model, so --student must be a trained model "
+                            "(a run folder or a hub id), not a fresh tiny one")
+        if not self.assistant:
+            raise UserError(f"{self.name} needs --assistant: the {self.second_role} model (a run folder or a hub id)")
+        model.requires_grad_(False)
+        self.attach(model, main_ref, str(self.assistant))
+        self.texts = sorted({self.second_text(ex) for ex in examples})
+        self.index = {text: i for i, text in enumerate(self.texts)}
+        self.frozen_params = count_params(model) + (0 if self.trains_second else count_params(self.second))
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"bridge": self.bridge} if self.bridge is not None else {}
+
+    def run_info(self) -> dict:
+        """Everything saved was trained (some of it in a stage of its own); the rest is referenced."""
+        return {"trainable_params": count_params(*self.modules().values()), "frozen_params": self.frozen_params,
+                "references": dict(self.refs)}
+
+    # ----- training -----------------------------------------------------------------------------
+    def prompt_ids(self, example: Example, tokenizer, n: int) -> tuple[list[int], int]:
+        """The main model's prompt as ids with ``n`` slot placeholders between its two parts, and
+        where the slots start. The parts are tokenised on their own, in training and at inference."""
+        head, tail = self.main_parts(example)
+        head_ids = tokenizer(head, add_special_tokens=False).input_ids
+        tail_ids = tokenizer(tail, add_special_tokens=False).input_ids
+        return head_ids + [placeholder_id(tokenizer)] * n + tail_ids, len(head_ids)
+
+    def features(self, example: Example, tokenizer) -> list[Feature]:
+        ids, start = self.prompt_ids(example, tokenizer, self.n_slots(training=True))
+        target, spans = encode_pieces(tokenizer, self.target_pieces(example))
+        return [Feature(ids + target, [PROMPT] * len(ids) + spans,
+                        extras={"slot_start": start, "text_index": self.index[self.second_text(example)]})]
+
+    def thoughts(self, texts: list[str], n: int) -> torch.Tensor:
+        """(batch, n, d_main): the second model's states at ``n`` placeholders after each text, bridged."""
+        weight = next(self.bridge.parameters())
+        if next(self.second.parameters()).device != weight.device:
+            self.second.to(weight.device)  # a frozen assistant is not a trained module: the trainer leaves it
+        with torch.set_grad_enabled(self.trains_second and torch.is_grad_enabled()):
+            states = placeholder_states(self.second, self.second_tokenizer, texts, n)
+        return self.bridge(states.to(weight.dtype))
+
+    def batch_thoughts(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.thoughts([self.texts[i] for i in batch["text_index"].tolist()], self.n_slots(training=True))
+
+    def forward_inputs(self, model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The main model's inputs: its token embeddings with the thought slots overwritten. A batch
+        may carry its ``vectors`` already (semcot needs them for its alignment loss too)."""
+        ids = super().forward_inputs(model, batch)["input_ids"]  # Masked Thought, when asked, still applies
+        vectors = batch["vectors"] if "vectors" in batch else self.batch_thoughts(batch)
+        embeds = splice(model.get_input_embeddings()(ids), batch["slot_start"], vectors)
+        return {"inputs_embeds": embeds, "attention_mask": batch["attention_mask"]}
+
+    # ----- inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def answer(self, model, tokenizer, examples: list[Example], *, batch_size: int = 32,
+               max_new_tokens: int = 128, explain: bool = True) -> list[Prediction]:
+        """Greedy answers. A question's time includes the second model's pass and the bridge: the
+        batch's wall time divided by its size, as ``base.generate`` times it."""
+        was_training = model.training
+        model.eval()
+        self.second.eval()
+        device = next(model.parameters()).device
+        n = self.n_slots(training=False)
+        prompts = [self.prompt_ids(ex, tokenizer, n) for ex in examples]
+        eos = tokenizer.eos_token_id
+        stops = [eos] + list(self.stop_ids(tokenizer))
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+        preds: list[Prediction | None] = [None] * len(examples)
+        order = sorted(range(len(examples)), key=lambda i: len(prompts[i][0]))
+        for first in range(0, len(order), batch_size):
+            idx = order[first:first + batch_size]
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            vectors = self.thoughts([self.second_text(examples[i]) for i in idx], n)
+            ids, mask = left_pad([prompts[i][0] for i in idx], pad)
+            starts = torch.tensor([prompts[i][1] + ids.size(1) - len(prompts[i][0]) for i in idx])
+            embeds = splice(model.get_input_embeddings()(ids.to(device)), starts, vectors)
+            out = model.generate(inputs_embeds=embeds, attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                                 do_sample=False, eos_token_id=stops, pad_token_id=pad, use_cache=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            secs = (time.perf_counter() - t0) / len(idx)
+            for i, seq in zip(idx, out.tolist()):  # generate from embeddings returns only the new tokens
+                n_new = next((j + 1 for j, t in enumerate(seq) if t in stops), len(seq))
+                text = tokenizer.decode([t for t in seq[:n_new] if t != eos], skip_special_tokens=True)
+                answer, rationale = self.parse(text, examples[i])
+                preds[i] = Prediction(answer, text, rationale, n_new, n_new, secs, secs)
+        model.train(was_training)
+        return preds
+
+    # ----- saving and loading -------------------------------------------------------------------
+    def save(self, out_dir, model, tokenizer) -> None:
+        """Only what trained, plus references to the frozen models (never a copy of them)."""
+        from ..training import save_method_modules
+        save_method_modules(self, Path(out_dir))
+        atomic_write_json(Path(out_dir) / REFS_FILE, self.refs)
+
+    def load(self, out_dir, device) -> tuple[Any, Any]:
+        from ..training import load_method_modules
+        path = Path(out_dir) / REFS_FILE
+        if not path.exists():
+            raise UserError(f"no {REFS_FILE}: not a {self.name} run folder", path=str(out_dir))
+        refs = read_json(path)
+        model, tokenizer = load_lm(refs["main"], f"{self.name} main model")
+        self.attach(model, refs["main"], refs[self.second_role])
+        self.refs = refs
+        load_method_modules(self, Path(out_dir))
+        for module in (model, self.second, *self.modules().values()):
+            module.to(device).eval()
+        return model, tokenizer
+
+
+class SoftCoT(SoftThoughtMethod):
+    name = "softcot"
+    defaults = {"assistant": None, "projection": "linear", "n_train": 32, "n_infer": 4, "instruction": INSTRUCTION}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        for key in ("n_train", "n_infer"):
+            if not isinstance(self.options[key], int) or self.options[key] < 1:
+                raise UserError(f"softcot: {key} must be a positive whole number, not {self.options[key]!r}")
+
+    def n_slots(self, training: bool) -> int:
+        return self.n_train if training else self.n_infer
+
+    def second_text(self, example: Example) -> str:
+        return self.instruction + format_question(example)
+
+    def main_parts(self, example: Example) -> tuple[str, str]:
+        return format_question(example) + HINTS_OPEN, HINTS_CLOSE + "Rationale:"
+
+    def target_pieces(self, example: Example) -> list[tuple[str, int]]:
+        return [(f" {example.rationale.strip()}", RATIONALE), (ANSWER_MARKER, ANSWER),
+                (f" {example.answer}", ANSWER), ("<eos>", ANSWER)]
+
+    loss = PreThinking.loss    # one next-token loss over rationale and answer
+    parse = PreThinking.parse  # the answer follows the rationale's answer line

@@ -1,0 +1,131 @@
+"""Markdown tables from the benchmark JSON, and the README refresh.
+
+``python bench/_table.py`` rewrites every table in bench/README.md from bench/results/*.json
+(between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` markers, NAME being the JSON file's
+stem), so the README never disagrees with the committed results.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean, pstdev
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+README = HERE / "README.md"
+
+
+def _ms(rows: list[dict], key: str) -> tuple[float, float]:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    if not values:
+        return float("nan"), 0.0
+    return mean(values), (pstdev(values) if len(values) > 1 else 0.0)
+
+
+def _setting(row: dict, rows: list[dict]) -> str:
+    from reasondistill.report.plots import setting_label
+    return setting_label(row, rows) or "–"
+
+
+def quality_table(rows: list[dict]) -> str:
+    """Accuracy (mean ± std over seeds): one line per method and setting, one column per task,
+    then the floors: chance (random guessing) and the majority answer."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    by = defaultdict(list)
+    for r in rows:
+        by[(_setting(r, rows), r["method"], r["task"])].append(r)
+    settings = list(dict.fromkeys(_setting(r, rows) for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    seeds = len({r["seed"] for r in rows})
+    lines = [f"| setting | method | {' | '.join(tasks)} |", "|---|---|" + "---:|" * len(tasks)]
+    for setting in settings:
+        for method in methods:
+            cells = []
+            for task in tasks:
+                runs = by.get((setting, method, task))
+                if not runs:
+                    cells.append("")
+                    continue
+                m, s = _ms(runs, "accuracy")
+                cells.append(f"{m:.3f} ± {s:.3f}" if seeds > 1 else f"{m:.3f}")
+            if any(cells):
+                lines.append(f"| {setting} | {method} | {' | '.join(cells)} |")
+    chance = [next((f"{r['chance']:.2f}" for r in rows if r["task"] == t and r.get("chance") is not None), "n/a")
+              for t in tasks]
+    majority = [f"{_ms([r for r in rows if r['task'] == t], 'majority')[0]:.3f}" for t in tasks]
+    lines.append(f"| floor | chance | {' | '.join(chance)} |")
+    lines.append(f"| floor | majority answer | {' | '.join(majority)} |")
+    return "\n".join(lines)
+
+
+def cost_table(rows: list[dict]) -> str:
+    """What an answer and a run cost, per method, averaged over every task and setting."""
+    lines = ["| method | tokens to answer | ms to answer | tokens total | ms total | consistency | train s / run |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        vals = [_ms(mine, k)[0] for k in ("tokens_to_answer", "ms_to_answer", "tokens_total", "ms_total",
+                                           "consistency", "train_seconds")]
+        lines.append(f"| {method} | {vals[0]:.1f} | {vals[1]:.2f} | {vals[2]:.1f} | {vals[3]:.2f} | "
+                     f"{'–' if vals[4] != vals[4] else f'{vals[4]:.2f}'} | {vals[5]:.0f} |")
+    return "\n".join(lines)
+
+
+def speed_table(result: dict) -> str:
+    """Every speed figure as a ratio, its goal, and whether it is met."""
+    lines = ["| measure | ratio | goal | met |", "|---|---:|---:|:---:|"]
+    for g in result.get("goals", []):
+        value = "n/a" if g["value"] is None else f"{g['value']:.3f}×"
+        met = "n/a" if g["met"] is None else ("yes" if g["met"] else "**no**")
+        lines.append(f"| {g['name']} | {value} | {g['op']} {g['goal']}× | {met} |")
+    return "\n".join(lines)
+
+
+def header(result: dict) -> str:
+    if result.get("smoke"):
+        return "_smoke run: it shows that the benchmark runs; its numbers mean nothing_"
+    machine = result.get("machine", {})
+    versions = ", ".join(f"{k} {v}" for k, v in result.get("versions", {}).items())
+    when = result.get("date", "?")
+    cells = result.get("cells_seconds")  # compute of every cell, also those finished by an earlier invocation
+    wall = cells if cells is not None else result.get("wall_seconds")
+    return (f"_{when}; {machine.get('description', '?')}; {versions}; "
+            f"{'' if wall is None else f'{wall / 60:.1f} min; '}`{result.get('command', '?')}`_")
+
+
+def render(result: dict) -> str:
+    """The README block for one results file."""
+    if result.get("kind") == "speed":
+        notes = "".join(f"\n\nNote: {n}" for n in result.get("notes", []))
+        return header(result) + "\n\n" + speed_table(result) + notes
+    rows = result["rows"]
+    return (header(result) + "\n\nAccuracy on the held-out test set (mean ± std over seeds):\n\n" + quality_table(rows)
+            + "\n\nCost per answer and per training run (mean over tasks and settings):\n\n" + cost_table(rows))
+
+
+def update_readme(readme: Path = README, results_dir: Path = RESULTS) -> list[str]:
+    """Replace each marked block whose results file exists; returns the names refreshed."""
+    text = readme.read_text()
+    done = []
+    for path in sorted(results_dir.glob("*.json")):
+        name = path.stem
+        pattern = re.compile(rf"(<!-- table:{re.escape(name)} -->\n).*?(\n<!-- /table:{re.escape(name)} -->)",
+                             re.DOTALL)
+        match = pattern.search(text)
+        if match:
+            block = render(json.loads(path.read_text()))
+            text = text[:match.end(1)] + block + text[match.start(2):]
+            done.append(name)
+    tmp = readme.with_name(f".{readme.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(readme)
+    return done
+
+
+if __name__ == "__main__":
+    names = update_readme()
+    print(f"refreshed {len(names)} table(s) in {README}: {', '.join(names) or 'none'}", file=sys.stderr)

@@ -1,0 +1,104 @@
+"""Quality benchmark: accuracy, time to answer and robustness of every method, side by side.
+
+    python bench/quality.py --suite synthetic          # ~30 min on 2 CPU cores
+    python bench/quality.py --suite real               # zero-shot-cot teacher files (../shared/data)
+    python bench/quality.py --suite synthetic --smoke  # a tiny slice, to check that it runs
+    python bench/quality.py --table                    # refresh bench/README.md from bench/results
+
+Each suite is a ``reasondistill compare`` config in bench/configs/. Runs go to runs/bench/<suite>
+(re-running skips finished cells, so a killed benchmark resumes); the results, with the machine,
+the versions and the command, go to bench/results/quality-<suite>.json, and a table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _table
+
+SMOKE = {"seeds": [0], "n_train": 64, "n_test": 16,
+         "training": {"max_steps": 20, "batch_size": 16, "lr": 0.003, "checkpoint_every": 0, "log_every": 5}}
+
+
+def machine() -> dict:
+    import torch
+    info = {"node": platform.node(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    info["description"] = info.get("gpu") or f"{info['cpus']} CPU cores ({platform.machine()})"
+    return info
+
+
+def suite_config(suite: str, smoke: bool) -> dict:
+    """The suite's YAML, with data_root from $REASONDISTILL_SHARED_DATA if set; ``smoke`` keeps one
+    task, the first two methods and a few steps."""
+    import yaml
+
+    from reasondistill.report.grid import load_config
+    path = HERE / "configs" / f"{suite}.yaml"
+    raw = yaml.safe_load(path.read_text())
+    if suite == "real" and os.environ.get("REASONDISTILL_SHARED_DATA"):
+        raw["data_root"] = str(Path(os.environ["REASONDISTILL_SHARED_DATA"]) / "zero-shot-cot")
+    if raw.get("data_root") and not Path(raw["data_root"]).is_absolute():
+        raw["data_root"] = str((path.parent / raw["data_root"]).resolve())
+    if smoke:
+        raw.update(SMOKE, tasks=raw["tasks"][:1], methods=raw["methods"][:1] + raw["methods"][3:4],
+                   hallucination=raw.get("hallucination", [0.0])[::2][:2], out=raw["out"] + "-smoke")
+    return load_config(raw, base_dir=path.parent)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", choices=["synthetic", "real"])
+    parser.add_argument("--smoke", action="store_true", help="one task, two methods, a few steps")
+    parser.add_argument("--out", help="results JSON (default bench/results/quality-<suite>.json; "
+                                      "smoke: runs/bench/<suite>-smoke/quality.json)")
+    parser.add_argument("--runs", help="run folder (default: the config's out)")
+    parser.add_argument("--table", action="store_true", help="only refresh bench/README.md from bench/results")
+    args = parser.parse_args()
+    if args.table:
+        print("refreshed:", ", ".join(_table.update_readme()) or "nothing")
+        return 0
+    if not args.suite:
+        parser.error("--suite is required (or --table)")
+
+    from reasondistill import compare
+    from reasondistill.io import atomic_write_json
+    from reasondistill.report.grid import versions
+    cfg = suite_config(args.suite, args.smoke)
+    runs = Path(args.runs or cfg["out"])
+    started = time.perf_counter()
+    results = compare(cfg, out=runs)
+    wall = time.perf_counter() - started
+    out = Path(args.out) if args.out else (runs / "quality.json" if args.smoke
+                                           else HERE / "results" / f"quality-{args.suite}.json")
+    record = {"kind": "quality", "suite": args.suite, "smoke": args.smoke, "date": time.strftime("%Y-%m-%d"),
+              "command": shlex.join(["python", "bench/quality.py", *sys.argv[1:]]), "machine": machine(),
+              "versions": versions(), "wall_seconds": round(wall, 1),
+              "cells_seconds": round(sum(r.get("seconds") or 0.0 for r in results["rows"]), 1),
+              "complete": results["complete"],
+              "config": results["config"], "report": results.get("report"), "rows": results["rows"]}
+    atomic_write_json(out, record)
+    print()
+    print(_table.render(record))
+    print(f"\nwrote {out}; report {results.get('report')}; {wall / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    from reasondistill.errors import UserError
+    try:
+        sys.exit(main())
+    except UserError as e:
+        print(f"{Path(__file__).name}: error: {e}", file=sys.stderr)
+        sys.exit(2)

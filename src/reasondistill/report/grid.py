@@ -1,0 +1,303 @@
+"""The comparison grid: methods x tasks x hallucination rates x seeds (x keep), one run per cell.
+
+Each cell is an ordinary ``api.train`` + ``api.evaluate`` run in its own folder, so any number in a
+report can be traced to a run folder and re-run alone. A re-run skips finished cells (their
+``metrics.json`` exists) and resumes half-trained ones from their checkpoint, so a long benchmark
+survives being killed. ``results.json`` (one row per cell: its config and all its metrics) is
+rewritten atomically after every cell.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .. import api
+from ..errors import UserError
+from ..io import atomic_write_json, read_json
+from ..methods import METHODS, get_method
+from ..tasks import is_correct, load_task
+
+RESULTS_FILE = "results.json"
+CELL_FILE = "cell.json"
+DEFAULTS: dict[str, Any] = {
+    "out": None, "title": None, "student": "tiny", "methods": None, "tasks": None, "hallucination": [0.0],
+    "seeds": [0], "keep": ["correct"], "n_train": None, "n_test": None, "training": {}, "method_options": {},
+    "test_fraction": 0.3, "split_seed": 0, "data_root": None, "vocab_size": 600, "eval_batch_size": 32,
+    "max_new_tokens": None, "explain": True,
+}
+# Metric keys copied from metrics.json into a results row.
+METRIC_KEYS = ["n", "accuracy", "tokens_to_answer", "ms_to_answer", "tokens_total", "ms_total", "answered",
+               "chance", "consistency"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid. ``name`` is the row label (a method or a variant of one)."""
+
+    task: str
+    name: str
+    method: str
+    hallucination: float
+    seed: int
+    keep: str
+    options: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def rel_dir(self) -> str:
+        return f"{task_slug(self.task)}/{self.name}/h{self.hallucination:g}-s{self.seed}-{self.keep}"
+
+
+def is_synthetic(task: str) -> bool:
+    return task.startswith("synthetic/")
+
+
+def task_slug(task: str) -> str:
+    """Folder-safe, short task label: ``synthetic-coin_flip``, ``hf-gsm8k``, or a file's stem."""
+    if is_synthetic(task) or task.startswith("hf:"):
+        return task.replace("/", "-").replace(":", "-")
+    return Path(task).stem
+
+
+def _as_list(value: Any, key: str) -> list:
+    if value is None:
+        raise UserError(f"compare config: '{key}' is required")
+    out = value if isinstance(value, list) else [value]
+    if not out:
+        raise UserError(f"compare config: '{key}' is empty")
+    return out
+
+
+def load_config(config: str | Path | dict, base_dir: Path | None = None) -> dict:
+    """A validated config: defaults filled in, lists normalised, unknown keys refused, task paths
+    resolved (relative paths against ``data_root``, else the config file's folder, else the cwd)."""
+    if not isinstance(config, dict):
+        import yaml
+        path = Path(config)
+        if not path.is_file():
+            raise UserError("config file not found", path=str(path))
+        try:
+            config = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"malformed YAML ({str(e).splitlines()[0]})", path=str(path)) from None
+        if not isinstance(config, dict):
+            raise UserError("expected a mapping of option names to values", path=str(path))
+        base_dir = path.parent
+    unknown = sorted(set(config) - set(DEFAULTS))
+    if unknown:
+        raise UserError(f"compare config: unknown key(s) {', '.join(unknown)}; valid: {', '.join(DEFAULTS)}")
+    cfg = {**DEFAULTS, **config}
+    for key in ("methods", "tasks", "hallucination", "seeds", "keep"):
+        cfg[key] = _as_list(cfg[key], key)
+    cfg["hallucination"] = [float(h) for h in cfg["hallucination"]]
+    cfg["seeds"] = [int(s) for s in cfg["seeds"]]
+    for keep in cfg["keep"]:
+        if keep not in ("correct", "all"):
+            raise UserError(f"compare config: keep must be 'correct' and/or 'all', not '{keep}'")
+    if not isinstance(cfg["training"], dict) or not isinstance(cfg["method_options"], dict):
+        raise UserError("compare config: 'training' and 'method_options' must be mappings")
+    api.TrainConfig.from_dict(dict(cfg["training"]))  # unknown training options fail now, not at cell 7
+    cfg["methods"] = [_method_entry(m, cfg["method_options"]) for m in cfg["methods"]]
+    names = [m["name"] for m in cfg["methods"]]
+    dupes = sorted(n for n, c in Counter(names).items() if c > 1)
+    if dupes:
+        raise UserError(f"compare config: method name(s) {', '.join(dupes)} appear twice; give variants a 'name'")
+    cfg["tasks"] = [_resolve_task(str(t), cfg["data_root"], base_dir) for t in cfg["tasks"]]
+    return cfg
+
+
+def _method_entry(entry: Any, method_options: dict) -> dict:
+    """``"pst"`` or ``{name: pst-infonce, method: pst, options: {alignment: infonce}}`` ->
+    ``{name, method, options}``; the options are checked by building the method once."""
+    if isinstance(entry, str):
+        entry = {"name": entry, "method": entry}
+    if not isinstance(entry, dict) or not (entry.get("method") or entry.get("name")):
+        raise UserError(f"compare config: a method entry must be a name or {{name, method, options}}, got {entry!r}")
+    unknown = sorted(set(entry) - {"name", "method", "options"})
+    if unknown:
+        raise UserError(f"compare config: method entry {entry!r} has unknown key(s) {', '.join(unknown)}")
+    method = str(entry.get("method") or entry["name"])
+    name = str(entry.get("name") or method)
+    if method not in METHODS:
+        raise UserError(f"compare config: unknown method '{method}'; valid: {', '.join(METHODS)}")
+    options = {**dict(method_options.get(method) or {}), **(dict(method_options.get(name) or {}) if name != method
+                                                            else {}), **dict(entry.get("options") or {})}
+    get_method(method, **options)
+    return {"name": name, "method": method, "options": options}
+
+
+def _resolve_task(task: str, data_root: str | None, base_dir: Path | None) -> str:
+    if is_synthetic(task):
+        from ..tasks import SYNTHETIC_TASKS
+        if task.removeprefix("synthetic/") not in SYNTHETIC_TASKS:
+            raise UserError(f"compare config: unknown synthetic task '{task}'; valid: "
+                            + ", ".join(f"synthetic/{t}" for t in SYNTHETIC_TASKS))
+        return task
+    if task.startswith("hf:"):
+        return task
+    path = Path(task).expanduser()
+    if not path.is_absolute():
+        roots = [Path(data_root).expanduser()] if data_root else []
+        if base_dir is not None:
+            roots += [base_dir / data_root] if data_root and not Path(data_root).is_absolute() else []
+            roots.append(base_dir)
+        roots.append(Path.cwd())
+        for root in roots:
+            if (root / path).is_file():
+                return str((root / path).resolve())
+    if not path.is_file():
+        raise UserError(f"compare config: task file not found: {task}" + (f" (data_root {data_root})" if data_root else ""))
+    return str(path.resolve())
+
+
+def cells(cfg: dict) -> list[Cell]:
+    """The grid, seed-major so a half-finished benchmark already covers every method once.
+    Settings that cannot differ collapse: files have no hallucination knob, synthetic tasks have no
+    wrong teacher answers to filter, and methods without rationales ignore ``keep``."""
+    out: list[Cell] = []
+    for seed in cfg["seeds"]:
+        for task in cfg["tasks"]:
+            rates = cfg["hallucination"] if is_synthetic(task) else [0.0]
+            for h in dict.fromkeys(rates):
+                for m in cfg["methods"]:
+                    uses = METHODS[m["method"]].uses_rationale and not is_synthetic(task)
+                    for keep in dict.fromkeys(cfg["keep"] if uses else ["all"]):
+                        out.append(Cell(task, m["name"], m["method"], h, seed, keep, m["options"]))
+    return list(dict.fromkeys(out))
+
+
+def cell_spec(cell: Cell, cfg: dict) -> dict:
+    """Everything that decides a cell's result; a run folder made from another spec is refused."""
+    return {"task": cell.task, "name": cell.name, "method": cell.method, "method_options": cell.options,
+            "hallucination": cell.hallucination, "seed": cell.seed, "keep": cell.keep, "student": cfg["student"],
+            "n_train": cfg["n_train"], "n_test": cfg["n_test"], "training": {**cfg["training"], "seed": cell.seed},
+            "test_fraction": cfg["test_fraction"], "split_seed": cfg["split_seed"], "vocab_size": cfg["vocab_size"],
+            "max_new_tokens": cfg["max_new_tokens"], "explain": cfg["explain"]}
+
+
+def _check_spec(run_dir: Path, spec: dict) -> None:
+    cell_file = run_dir / CELL_FILE
+    if cell_file.exists():
+        old = read_json(cell_file).get("spec", {})
+        changed = sorted(k for k in set(old) | set(spec) if old.get(k) != spec.get(k))
+        if changed:
+            raise UserError(f"{run_dir} was made by a different config ({', '.join(changed)} changed); "
+                            "use another 'out' or delete that folder")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(f"{run_dir} exists but was not made by compare; use another 'out' or delete it")
+
+
+def majority_baseline(cell: Cell, cfg: dict) -> float | None:
+    """Accuracy of always giving the training set's most common answer: the floor for tasks
+    (numbers, free text) where random guessing has no defined accuracy."""
+    data_seed = cell.seed if is_synthetic(cell.task) else cfg["split_seed"]
+    h = cell.hallucination if is_synthetic(cell.task) else 0.0
+    train = load_task(cell.task, "train", n=cfg["n_train"], seed=data_seed, hallucination=h,
+                      test_fraction=cfg["test_fraction"])
+    test = load_task(cell.task, "test", n=cfg["n_test"], seed=cfg["split_seed"], test_fraction=cfg["test_fraction"])
+    common = Counter(ex.answer for ex in train).most_common(1)[0][0]
+    return mean(is_correct(common, ex.answer, ex.answer_type) for ex in test)
+
+
+def run_cell(cell: Cell, cfg: dict, root: Path) -> dict:
+    """Train and evaluate one cell unless it is finished; return its results row."""
+    run_dir = root / cell.rel_dir
+    spec = cell_spec(cell, cfg)
+    _check_spec(run_dir, spec)
+    if not (run_dir / "metrics.json").exists():
+        started = time.perf_counter()
+        atomic_write_json(run_dir / CELL_FILE, {"spec": spec})
+        synthetic = is_synthetic(cell.task)
+        if not (run_dir / api.RUN_FILE).exists():
+            resume = any((run_dir / "checkpoints").glob("step-*"))
+            api.train(cell.method, cell.task, run_dir, student=cfg["student"], method_options=cell.options,
+                      training=spec["training"], n=cfg["n_train"], seed=cell.seed,
+                      hallucination=cell.hallucination, keep=cell.keep, vocab_size=cfg["vocab_size"],
+                      resume=resume, progress=False, test_fraction=cfg["test_fraction"],
+                      split_seed=None if synthetic else cfg["split_seed"])
+        # The test set is the same for every method and seed: seeds vary training, not the exam.
+        api.evaluate(run_dir, cell.task, split="test", n=cfg["n_test"], seed=cfg["split_seed"],
+                     batch_size=cfg["eval_batch_size"], max_new_tokens=cfg["max_new_tokens"],
+                     explain=cfg["explain"], progress=False, test_fraction=cfg["test_fraction"])
+        atomic_write_json(run_dir / CELL_FILE, {"spec": spec, "seconds": round(time.perf_counter() - started, 1),
+                                                "majority": majority_baseline(cell, cfg)})
+    return row_for(run_dir, root, read_json(run_dir / CELL_FILE))
+
+
+def row_for(run_dir: Path, root: Path, cell_info: dict) -> dict:
+    """A results row from a finished run folder: the cell's labels and config, then its metrics."""
+    spec = cell_info["spec"]
+    metrics = read_json(run_dir / "metrics.json")
+    record = read_json(run_dir / api.RUN_FILE) if (run_dir / api.RUN_FILE).exists() else {}
+    summary = record.get("train", {})
+    return {"task": task_slug(spec["task"]), "method": spec["name"], "base_method": spec["method"],
+            "hallucination": spec["hallucination"], "seed": spec["seed"], "keep": spec["keep"],
+            **{k: metrics.get(k) for k in METRIC_KEYS}, "majority": cell_info.get("majority"),
+            "n_train": record.get("n_train"), "train_seconds": summary.get("seconds"),
+            "train_tokens_per_s": summary.get("tokens_per_s"), "final_loss": summary.get("final_loss"),
+            "seconds": cell_info.get("seconds"), "run_dir": str(run_dir.relative_to(root)), "config": spec}
+
+
+@contextmanager
+def quiet_hf_bars():
+    """Silence transformers' per-file loading/saving bars inside a cell: one line per cell is the
+    progress a grid needs."""
+    from transformers.utils import logging as hf_logging
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def versions() -> dict:
+    import torch
+    import transformers
+
+    from .. import __version__
+    return {"reasondistill": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def compare(config: str | Path | dict, *, out: str | Path | None = None, report: bool = True,
+            progress: bool = True) -> dict:
+    """Run every cell of the grid described by ``config`` (a YAML path or a dict), write
+    ``results.json`` and (with ``report``) the HTML report. Returns the results dict."""
+    cfg = load_config(config)
+    if out is not None:
+        cfg["out"] = str(out)
+    if not cfg["out"]:
+        raise UserError("compare config: 'out' is required (or pass --out)")
+    root = Path(cfg["out"])
+    grid = cells(cfg)
+    results = {"config": cfg, "n_cells": len(grid), "complete": False, "versions": versions(),
+               "machine": platform.node(), "rows": []}
+    started = time.perf_counter()
+    bar = tqdm(grid, desc="compare", unit="cell", disable=not progress, dynamic_ncols=True)
+    for i, cell in enumerate(bar, start=1):
+        done = (root / cell.rel_dir / "metrics.json").exists()
+        with quiet_hf_bars():
+            row = run_cell(cell, cfg, root)
+        results["rows"].append(row)
+        results["seconds"] = round(time.perf_counter() - started, 1)
+        results["complete"] = i == len(grid)
+        atomic_write_json(root / RESULTS_FILE, results)
+        line = (f"[{i}/{len(grid)}] {row['task']} {row['method']} h={row['hallucination']:g} s={row['seed']} "
+                f"keep={row['keep']}: accuracy {row['accuracy']:.3f}, {row['ms_to_answer']:.1f} ms to answer"
+                + (" (finished before)" if done else f", {row['seconds']:.0f} s"))
+        if progress:
+            tqdm.write(line)
+    if report:
+        from .html import write_report
+        results["report"] = str(write_report(root))
+    return results

@@ -157,3 +157,16 @@ def test_list_tasks():
     assert {"synthetic/coin_flip", "synthetic/arithmetic", "gsm8k", "jsonl", "hf:gsm8k"} <= names
     assert {r["kind"] for r in rows} == {"synthetic", "format", "hub"}
     assert all(r["description"] for r in rows)
+
+
+def test_rationale_answer_reads_each_scripted_conclusion():
+    """Clean scripted rationales argue for the gold answer; 'wrong_conclusion' ones for another."""
+    from reasondistill.tasks import rationale_answer
+    for task in ("coin_flip", "last_letters", "arithmetic", "tracking"):
+        examples = generate(task, 60, seed=3, hallucination=0.5)
+        for ex in examples:
+            claim = rationale_answer(ex, ex.rationale)
+            if not ex.meta["hallucinated"]:
+                assert claim == ex.answer, (task, ex.rationale)
+            elif ex.meta.get("hallucination") == "wrong_conclusion":
+                assert claim is not None and claim != ex.answer, (task, ex.rationale)

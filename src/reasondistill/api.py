@@ -13,10 +13,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 
 from .errors import UserError
 from .evaluation import evaluate as evaluate_predictions
 from .io import atomic_write_json, atomic_write_text, read_json
+from .kd import teacher_spec, tiny_student_for_teacher, use_stored_logits
 from .methods import format_question, get_method
 from .models import is_tiny, load_student, load_tokenizer
 from .tasks import Example, load_task
@@ -51,43 +53,54 @@ def default_device() -> torch.device:
 def train(method: str, data: str, out: str | Path, *, student: str = "tiny", method_options: dict | None = None,
           training: TrainConfig | dict | None = None, split: str = "train", n: int | None = None,
           seed: int = 0, hallucination: float = 0.0, keep: str = "correct", format: str | None = None,
-          vocab_size: int = 600, lora_r: int = 0, resume: bool = False, progress: bool = True) -> dict:
-    """Train a student with ``method`` on ``data`` and save it in ``out``. Returns the run record."""
+          vocab_size: int = 600, lora_r: int = 0, resume: bool = False, progress: bool = True,
+          test_fraction: float = 0.2, split_seed: int | None = None) -> dict:
+    """Train a student with ``method`` on ``data`` and save it in ``out``. Returns the run record.
+
+    ``split_seed`` (default: ``seed``) seeds the data alone: a file's train/test split or a synthetic
+    generator, so several training seeds can share one split."""
     out = Path(out)
     config = training if isinstance(training, TrainConfig) else TrainConfig.from_dict(dict(training or {}))
     method_obj = get_method(method, **(method_options or {}))
-    examples = load_task(data, split, n=n, seed=seed, hallucination=hallucination, format=format)
+    examples = load_task(data, split, n=n, seed=seed if split_seed is None else split_seed,
+                         hallucination=hallucination, test_fraction=test_fraction, format=format)
     kept = filter_rationales(examples, keep) if method_obj.uses_rationale else examples
     if not kept:
         raise UserError(f"no examples left in '{data}' after filtering (--keep {keep})")
+    use_stored_logits(method_obj, data)  # KD from logits saved beside the data, when they fit
 
     out.mkdir(parents=True, exist_ok=True)
     call = {"method": method, "data": data, "student": student, "method_options": method_obj.options,
             "training": asdict(config), "split": split, "n": n, "seed": seed, "hallucination": hallucination,
-            "keep": keep, "format": format, "vocab_size": vocab_size, "lora_r": lora_r}
+            "keep": keep, "format": format, "vocab_size": vocab_size, "lora_r": lora_r,
+            "test_fraction": test_fraction, "split_seed": split_seed}
     atomic_write_json(out / "config.json", call)
 
     tiny = is_tiny(student)
-    if tiny and resume and (out / "tokenizer.json").exists():
+    kd_teacher = teacher_spec(method_obj.options)
+    if tiny and kd_teacher:  # token-level KD compares distributions id by id: share the teacher's tokenizer
+        model, tokenizer = tiny_student_for_teacher(student, kd_teacher, seed=seed)
+    elif tiny and resume and (out / "tokenizer.json").exists():
         tokenizer = load_tokenizer(str(out))  # the tokenizer the checkpoint was trained with
         model, _ = load_student(student, student_texts(kept), vocab_size=vocab_size, seed=seed)
     else:
         model, tokenizer = load_student(student, student_texts(kept), vocab_size=vocab_size, lora_r=lora_r,
                                         seed=seed)
-    if tiny:
+    if tiny and PartialState().is_main_process:
         tokenizer.save_pretrained(str(out))
 
     summary = run_training(method_obj, model, tokenizer, kept, out, config, resume=resume, tiny=tiny,
                            progress=progress)
     target_lengths = [sum(1 for s in f.spans if s) for ex in kept[:500] for f in method_obj.features(ex, tokenizer)]
     method_obj.finish(model, tokenizer, kept)
-    unwrapped = model.merge_and_unload() if lora_r > 0 and hasattr(model, "merge_and_unload") else model
-    method_obj.save(out, unwrapped, tokenizer)
     record = {"method": method, "method_options": method_obj.options, "data": data, "student": student,
               "answer_type": kept[0].answer_type, "n_train": len(kept), "n_loaded": len(examples),
               "max_new_tokens": int(max(target_lengths) * 1.25) + 8, "train": summary, "seed": seed,
-              "hallucination": hallucination}
-    atomic_write_json(out / RUN_FILE, record)
+              "hallucination": hallucination, **method_obj.run_info()}
+    if PartialState().is_main_process:  # under `accelerate launch`, one process writes the run folder
+        unwrapped = model.merge_and_unload() if lora_r > 0 and hasattr(model, "merge_and_unload") else model
+        method_obj.save(out, unwrapped, tokenizer)
+        atomic_write_json(out / RUN_FILE, record)
     return record
 
 
@@ -104,24 +117,29 @@ def load_run(model_dir: str | Path):
 
 def evaluate(model: str | Path, data: str, *, split: str = "test", n: int | None = None, seed: int = 0,
              out: str | Path | None = None, format: str | None = None, batch_size: int = 32,
-             max_new_tokens: int | None = None, explain: bool = True, progress: bool = True) -> dict:
-    """Evaluate the run folder ``model`` on ``data``; metrics.json goes to ``out`` (default: ``model``)."""
+             max_new_tokens: int | None = None, explain: bool = True, progress: bool = True,
+             test_fraction: float = 0.2, similarity: bool = True) -> dict:
+    """Evaluate the run folder ``model`` on ``data``; metrics.json goes to ``out`` (default: ``model``).
+    For a file, ``seed`` and ``test_fraction`` pick the split: pass the ones training used."""
     method, student, tokenizer, record = load_run(model)
-    examples = load_task(data, split, n=n, seed=seed, format=format)
+    examples = load_task(data, split, n=n, seed=seed, test_fraction=test_fraction, format=format)
     metrics = evaluate_predictions(method, student, tokenizer, examples, out_dir=out or model,
                                    batch_size=batch_size, max_new_tokens=max_new_tokens or record["max_new_tokens"],
-                                   explain=explain, progress=progress)
+                                   explain=explain, similarity=similarity and explain, progress=progress)
     metrics["data"] = data
     metrics["split"] = split
+    metrics.update({k: record[k] for k in ("trainable_params", "frozen_params") if k in record})
     atomic_write_json(Path(out or model) / "metrics.json", metrics)
     return metrics
 
 
 # ----- demo --------------------------------------------------------------------------------------
 
-DEMO = {  # (train n, test n, steps) per size; timings measured on 2 CPU cores
-    "full": {"task": "synthetic/coin_flip", "n_train": 1000, "n_test": 200, "max_steps": 400, "batch_size": 32},
-    "quick": {"task": "synthetic/coin_flip", "n_train": 400, "n_test": 100, "max_steps": 120, "batch_size": 32},
+DEMO = {  # coin_flip on a "mini" student (64-d, 2 layers): PT's advantage shows within 300 steps
+    "full": {"task": "synthetic/coin_flip", "student": "mini", "n_train": 1000, "n_test": 200, "max_steps": 300,
+             "batch_size": 32, "lr": 3e-3},
+    "quick": {"task": "synthetic/coin_flip", "student": "mini", "n_train": 1000, "n_test": 100, "max_steps": 120,
+              "batch_size": 32, "lr": 3e-3},
 }
 DEMO_METHODS = ["answer_only", "pre_thinking", "prefix", "post_thinking", "pst"]
 
@@ -137,10 +155,10 @@ def demo(out: str | Path = "runs/demo", *, quick: bool = False, methods: list[st
     for name in methods or DEMO_METHODS:
         t0 = time.perf_counter()
         run_dir = out / name
-        train(name, spec["task"], run_dir, student="tiny", n=spec["n_train"], seed=seed,
-              hallucination=hallucination, training={"max_steps": spec["max_steps"], "batch_size": spec["batch_size"],
-                                                     "seed": seed, "checkpoint_every": 0},
-              progress=progress)
+        training = {"max_steps": spec["max_steps"], "batch_size": spec["batch_size"], "lr": spec["lr"],
+                    "seed": seed, "checkpoint_every": 0}
+        train(name, spec["task"], run_dir, student=spec["student"], n=spec["n_train"], seed=seed,
+              hallucination=hallucination, training=training, progress=progress)
         metrics = evaluate(run_dir, spec["task"], split="test", n=spec["n_test"], seed=seed, progress=progress)
         metrics["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(metrics)

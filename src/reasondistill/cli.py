@@ -22,6 +22,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "format": None, "vocab_size": 600, "lora_r": 0, "resume": False, "option": [], "method_options": {},
     "max_steps": 300, "batch_size": 16, "grad_accum": 1, "lr": None, "max_length": 512,
     "mixed_precision": "auto", "checkpoint_every": 100, "mask_rationale": None,
+    "teacher_model": None, "teacher_logits": None, "kd_loss": None, "kd_weight": None, "kd_temperature": None,
 }
 EVAL_DEFAULTS: dict[str, Any] = {"split": "test", "n": None, "seed": 0, "out": None, "format": None,
                                  "batch_size": 32, "max_new_tokens": None, "no_explain": False}
@@ -72,6 +73,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     method_options = {**dict(o["method_options"] or {}), **_options(o["option"])}
     if o["mask_rationale"] is not None:
         method_options["mask_rationale"] = float(o["mask_rationale"])
+    if o.get("assistant") is not None:  # softcot/semcot: the second model
+        method_options["assistant"] = o["assistant"]
+    for key in ("teacher_model", "teacher_logits", "kd_loss", "kd_weight", "kd_temperature"):  # token-level KD
+        if o[key] is not None:
+            method_options[key] = o[key]
     training = {k: o[k] for k in ("max_steps", "batch_size", "grad_accum", "lr", "max_length",
                                   "mixed_precision", "checkpoint_every")}
     training["seed"] = o["seed"]
@@ -80,8 +86,10 @@ def cmd_train(args: argparse.Namespace) -> None:
                        hallucination=o["hallucination"], keep=o["keep"], format=o["format"],
                        vocab_size=o["vocab_size"], lora_r=o["lora_r"], resume=o["resume"])
     summary = record["train"]
-    print(f"trained {record['method']} on {record['n_train']} examples: {summary.get('steps')} steps, "
-          f"final loss {summary.get('final_loss')}, saved to {o['out']}")
+    from accelerate import PartialState
+    if PartialState().is_main_process:
+        print(f"trained {record['method']} on {record['n_train']} examples: {summary.get('steps')} steps, "
+              f"final loss {summary.get('final_loss')}, saved to {o['out']}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -166,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="answer_only, pre_thinking, prefix, post_thinking, pst, ...")
     p.add_argument("--data", help="built-in task (synthetic/coin_flip) or a JSON/JSONL path")
     p.add_argument("--student", help="tiny | micro | small | HF id | local path (default tiny)")
+    p.add_argument("--assistant", help="softcot/semcot: the assistant/generator model (run folder or HF id)")
     p.add_argument("--out", help="run folder")
     p.add_argument("--split", help="train (default), test or all")
     p.add_argument("--n", type=int, help="use the first N examples")
@@ -178,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--option", action="append", help="method option KEY=VALUE (repeatable)")
     p.add_argument("--mask-rationale", type=float, help="Masked Thought: mask this fraction of rationale inputs")
+    p.add_argument("--teacher-model", help="token-level KD from this open teacher (HF id or path; same tokenizer)")
+    p.add_argument("--teacher-logits", help="token-level KD from stored top-k teacher logits (.safetensors)")
+    p.add_argument("--kd-loss", choices=["forward_kl", "reverse_kl", "jsd", "taid"], help="default forward_kl")
+    p.add_argument("--kd-weight", type=float, help="weight of the KD term (default 1)")
+    p.add_argument("--kd-temperature", type=float, help="softmax temperature of the KD term (default 1)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--grad-accum", type=int)

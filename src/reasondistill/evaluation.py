@@ -7,6 +7,7 @@ per question: a batch's time divided by its size.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from statistics import mean
 
@@ -14,7 +15,8 @@ from tqdm.auto import tqdm
 
 from .io import atomic_write_json, atomic_write_jsonl
 from .methods import Method, Prediction
-from .tasks import Example, chance_accuracy, extract_answer, is_correct
+from .models.encoder import DEFAULT_ENCODER
+from .tasks import Example, chance_accuracy, is_correct, rationale_answer
 
 
 def score(method: Method, examples: list[Example], predictions: list[Prediction]) -> dict:
@@ -31,18 +33,49 @@ def score(method: Method, examples: list[Example], predictions: list[Prediction]
         "answered": mean(p.answer is not None for p in predictions) if predictions else 0.0,
         "chance": chance_accuracy(examples[0].answer_type, examples[0].choices) if examples else None,
     }
-    # Consistency: does the answer the rationale argues for match the answer the student gave?
-    pairs = [(ex, p) for ex, p in zip(examples, predictions) if p.rationale and p.answer is not None]
-    agreed = [is_correct(extract_answer(p.rationale, ex.answer_type, ex.choices), p.answer, ex.answer_type)
-              for ex, p in pairs]
+    # Consistency: where the rationale argues for a readable answer, does it match the answer given?
+    argued = [(ex, p, rationale_answer(ex, p.rationale)) for ex, p in zip(examples, predictions)
+              if p.rationale and p.answer is not None]
+    agreed = [is_correct(claim, p.answer, ex.answer_type) for ex, p, claim in argued if claim is not None]
     metrics["consistency"] = mean(agreed) if agreed else None
+    metrics["rationale_concludes"] = len(agreed) / len(argued) if argued else None
+    # A method's numeric Prediction.extras, averaged over the predictions that have them (e.g.
+    # adaptive's routing): a bool "x" becomes metrics["x_fraction"], a number "x" metrics["x_mean"].
+    numeric: dict[str, list] = {}
+    for p in predictions:
+        for key, value in p.extras.items():
+            if isinstance(value, (bool, int, float)):
+                numeric.setdefault(key, []).append(value)
+    for key, values in sorted(numeric.items()):
+        name = f"{key}_fraction" if all(isinstance(v, bool) for v in values) else f"{key}_mean"
+        metrics[name] = mean(map(float, values))
     return metrics
+
+
+@lru_cache(maxsize=2)
+def _encoder(name: str):
+    from .models import SemanticEncoder
+    return SemanticEncoder(name)
+
+
+def rationale_similarity(examples: list[Example], predictions: list[Prediction],
+                         encoder: str = DEFAULT_ENCODER) -> float | None:
+    """Mean cosine similarity, in the semantic encoder's space, between the student's rationale
+    and the reference rationale of the same question (None when either side has none)."""
+    pairs = [(ex.rationale, p.rationale) for ex, p in zip(examples, predictions) if ex.rationale and p.rationale]
+    if not pairs:
+        return None
+    enc = _encoder(encoder)
+    refs, outs = enc.encode([a for a, _ in pairs]), enc.encode([b for _, b in pairs])
+    return float((refs * outs).sum(-1).mean())
 
 
 def evaluate(method: Method, model, tokenizer, examples: list[Example], *, out_dir: str | Path | None = None,
              batch_size: int = 32, max_new_tokens: int = 128, explain: bool = True,
-             progress: bool = True) -> dict:
+             similarity: bool = False, progress: bool = True) -> dict:
     """Answer every example, score, and (with ``out_dir``) write metrics.json and predictions.jsonl."""
+    if examples:  # warm-up: the first generate call pays one-off costs that are no method's fault
+        method.answer(model, tokenizer, examples[:1], batch_size=1, max_new_tokens=2, explain=False)
     predictions: list[Prediction] = []
     chunk = max(batch_size * 4, 1)
     for start in tqdm(range(0, len(examples), chunk), desc=f"eval {method.name}", disable=not progress,
@@ -50,6 +83,8 @@ def evaluate(method: Method, model, tokenizer, examples: list[Example], *, out_d
         predictions += method.answer(model, tokenizer, examples[start:start + chunk], batch_size=batch_size,
                                      max_new_tokens=max_new_tokens, explain=explain)
     metrics = score(method, examples, predictions)
+    if similarity:
+        metrics["rationale_similarity"] = rationale_similarity(examples, predictions)
     if out_dir is not None:
         out_dir = Path(out_dir)
         atomic_write_json(out_dir / "metrics.json", metrics)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from ..errors import UserError
+from .adaptive import Adaptive
 from .answer_only import AnswerOnly
 from .base import ANSWER, PROMPT, RATIONALE, Feature, Method, Prediction, format_question
+from .kpod import KPOD
 from .post_thinking import PostThinking
 from .pre_thinking import PreThinking
 from .prefix import Prefix
 from .pst import PostSemanticThinking
+from .semcot import SemCoT
+from .softcot import SoftCoT
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (AnswerOnly, PreThinking, Prefix, PostThinking, PostSemanticThinking)
+    cls.name: cls for cls in (AnswerOnly, PreThinking, Prefix, PostThinking, PostSemanticThinking, SoftCoT, SemCoT,
+                              KPOD, Adaptive)
 }
 CORE_METHODS = ["answer_only", "pre_thinking", "prefix", "post_thinking", "pst"]
 

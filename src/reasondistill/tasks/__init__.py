@@ -11,12 +11,12 @@ from .answers import chance_accuracy, extract_answer, is_correct, normalize
 from .example import ANSWER_TYPES, AnswerType, Example
 from .loaders import (FORMATS, HUB_DATASETS, detect_format, infer_answer_type, load_hf_dataset, load_path,
                       train_test_split)
-from .synthetic import SYNTHETIC_TASKS, generate, scripted_rationale
+from .synthetic import SYNTHETIC_TASKS, generate, rationale_answer, scripted_rationale
 
 __all__ = [
     "ANSWER_TYPES", "AnswerType", "Example", "SYNTHETIC_TASKS", "chance_accuracy", "detect_format",
     "extract_answer", "generate", "infer_answer_type", "is_correct", "list_tasks", "load_hf_dataset",
-    "load_path", "load_task", "normalize", "scripted_rationale", "train_test_split",
+    "load_path", "load_task", "normalize", "rationale_answer", "scripted_rationale", "train_test_split",
 ]
 
 SPLITS = ("train", "test", "all")

@@ -14,11 +14,13 @@ students train on CPU with a tokenizer fitted to this text.
 from __future__ import annotations
 
 import random
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import UserError
+from .answers import extract_answer
 from .example import Example
 
 NAMES: list[tuple[str, str]] = [
@@ -234,6 +236,27 @@ def _write(example: Example, rng: random.Random, hallucinate: bool) -> tuple[str
         raise UserError(f"example '{example.id}' has no meta['problem']; it was not made by the "
                         "synthetic generator, so the scripted teacher cannot explain it")
     return _task_of(example.task).write(problem, rng, hallucinate)
+
+
+_CONCLUSIONS = {  # the last sentence each scripted rationale ends with, and how it maps to an answer
+    "coin_flip": (r"ends (heads|tails) up", lambda m, ex: "yes" if m.group(1) == "heads" else "no"),
+    "last_letters": (r'Together they make "([^"]*)"', lambda m, ex: m.group(1)),
+    "arithmetic": (r"has (-?\d+) \w+ now", lambda m, ex: m.group(1)),
+    "tracking": (r"ends with the (\w+) ball", lambda m, ex: next(
+        (k for k, v in (ex.choices or {}).items() if v == f"{m.group(1)} ball"), None)),
+}
+
+
+def rationale_answer(example: Example, rationale: str) -> str | None:
+    """The answer a rationale argues for. Scripted rationales conclude in the task's own terms
+    ("So the coin ends tails up."), so their conclusion is read with the task's pattern; any other
+    text goes through the generic :func:`extract_answer`."""
+    key = example.task.removeprefix("synthetic/")
+    if example.task.startswith("synthetic/") and key in _CONCLUSIONS:
+        pattern, to_answer = _CONCLUSIONS[key]
+        matches = list(re.finditer(pattern, rationale))
+        return to_answer(matches[-1], example) if matches else None
+    return extract_answer(rationale, example.answer_type, example.choices)
 
 
 def scripted_rationale(example: Example, rng: random.Random, hallucinate: bool = False) -> str:

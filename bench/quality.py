@@ -39,9 +39,10 @@ def machine() -> dict:
     return info
 
 
-def suite_config(suite: str, smoke: bool) -> dict:
+def suite_config(suite: str, smoke: bool, overrides: dict | None = None) -> dict:
     """The suite's YAML, with data_root from $REASONDISTILL_SHARED_DATA if set; ``smoke`` keeps one
-    task, the first two methods and a few steps."""
+    task, the first two methods and a few steps; ``overrides`` replace top-level keys (a smaller
+    grid on a busy day: fewer seeds or rates; the command is recorded with the results)."""
     import yaml
 
     from reasondistill.report.grid import load_config
@@ -51,6 +52,11 @@ def suite_config(suite: str, smoke: bool) -> dict:
         raw["data_root"] = str(Path(os.environ["REASONDISTILL_SHARED_DATA"]) / "zero-shot-cot")
     if raw.get("data_root") and not Path(raw["data_root"]).is_absolute():
         raw["data_root"] = str((path.parent / raw["data_root"]).resolve())
+    for key, value in (overrides or {}).items():
+        if key == "max_steps":
+            raw["training"] = {**raw.get("training", {}), "max_steps": value}
+        else:
+            raw[key] = value
     if smoke:
         raw.update(SMOKE, tasks=raw["tasks"][:1], methods=raw["methods"][:1] + raw["methods"][3:4],
                    hallucination=raw.get("hallucination", [0.0])[::2][:2], out=raw["out"] + "-smoke")
@@ -64,6 +70,9 @@ def main() -> int:
     parser.add_argument("--out", help="results JSON (default bench/results/quality-<suite>.json; "
                                       "smoke: runs/bench/<suite>-smoke/quality.json)")
     parser.add_argument("--runs", help="run folder (default: the config's out)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds")
+    parser.add_argument("--hallucination", type=float, nargs="+", help="override the config's rates")
+    parser.add_argument("--max-steps", type=int, help="override training.max_steps")
     parser.add_argument("--table", action="store_true", help="only refresh bench/README.md from bench/results")
     args = parser.parse_args()
     if args.table:
@@ -75,7 +84,9 @@ def main() -> int:
     from reasondistill import compare
     from reasondistill.io import atomic_write_json
     from reasondistill.report.grid import versions
-    cfg = suite_config(args.suite, args.smoke)
+    overrides = {k: v for k, v in (("seeds", args.seeds), ("hallucination", args.hallucination),
+                                   ("max_steps", args.max_steps)) if v is not None}
+    cfg = suite_config(args.suite, args.smoke, overrides)
     runs = Path(args.runs or cfg["out"])
     started = time.perf_counter()
     results = compare(cfg, out=runs)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import functools
 import os
 import shlex
@@ -165,10 +166,14 @@ def trl(model, tok, examples, steps: int, p: dict, work: Path, sampler: str = "r
             return super().compute_loss(model, inputs, *args, **kwargs)
 
     cuda = device.type == "cuda"
+    # Field names moved between transformers releases: pass each setting under the name this one has.
+    known = {f.name for f in dataclasses.fields(SFTConfig)}
+    optional = {"activation_checkpointing": False, "gradient_checkpointing": False,
+                "train_sampling_strategy": sampler, "group_by_length": sampler == "group_by_length"}
     args = SFTConfig(output_dir=str(work), max_steps=steps, per_device_train_batch_size=p["batch_size"],
                      learning_rate=1e-3, max_length=p["max_length"], logging_steps=10, save_strategy="no",
-                     report_to="none", disable_tqdm=True, activation_checkpointing=False, bf16=cuda,
-                     use_cpu=not cuda, dataloader_num_workers=0, seed=0, train_sampling_strategy=sampler)
+                     report_to="none", disable_tqdm=True, bf16=cuda, use_cpu=not cuda, dataloader_num_workers=0,
+                     seed=0, **{k: v for k, v in optional.items() if k in known})
     clock = Clock()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

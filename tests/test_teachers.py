@@ -200,6 +200,25 @@ def test_hf_teacher_batches_a_local_model(tmp_path):
     assert again["calls"]["new"] == 0 and again["stats"] == s["stats"]
 
 
+def test_teach_save_logits_stores_top_k_beside_the_rationales(tmp_path, capsys):
+    """`teach --teacher hf:... --save-logits K` writes the rationale file and its teacher logits."""
+    from reasondistill.cli import main
+    from reasondistill.kd import TeacherLogits, logits_path
+    from reasondistill.models import build_tiny_student
+    folder = tmp_path / "teacher"
+    model, tok = build_tiny_student("micro", ["Q: A coin is heads up. Let's think step by step. Therefore yes no"],
+                                    vocab_size=120)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    out = tmp_path / "r.jsonl"
+    assert main(["teach", "--data", "synthetic/coin_flip", "--n", "4", "--teacher", f"hf:{folder}", "--out", str(out),
+                 "--keep", "all", "--max-tokens", "6", "--save-logits", "5", "--quiet"]) == 0
+    assert "top-5 teacher log-probabilities" in capsys.readouterr().out
+    stored = TeacherLogits(logits_path(out))
+    assert stored.ids.shape[1] == 5 and stored.logprobs.shape == stored.ids.shape
+    assert len(stored.index) >= 4  # every kept rationale's training sequence(s)
+
+
 # ----- the openai teacher: faults, clear errors, resume --------------------------------------------
 
 def test_retries_on_429_500_and_timeouts(tmp_path, stub):

@@ -14,7 +14,7 @@ TEACH_DEFAULTS: dict[str, Any] = {
     "split": None, "n": None, "seed": 0, "hallucination": 0.0, "format": None, "base_url": None, "api": None,
     "samples": 1, "temperature": None, "top_p": 1.0, "max_tokens": 256, "concurrency": 8, "timeout": 60.0,
     "max_retries": 6, "backoff": 1.0, "extra_body": None, "few_shot": None, "shots": None, "keep": "correct",
-    "no_dedup": False, "store": None, "quiet": False,
+    "no_dedup": False, "store": None, "quiet": False, "save_logits": None,
 }
 
 
@@ -52,6 +52,14 @@ def cmd_teach(args: argparse.Namespace) -> None:
     if not summary["stats"]["total"]["kept"]:
         print(f"reasondistill: warning: no rationale kept (--keep {o['keep']}); see the statistics above",
               file=sys.stderr)
+    elif o["save_logits"]:
+        if not str(o["teacher"]).startswith("hf:"):
+            raise UserError("--save-logits needs an open teacher (hf:ID_OR_PATH): an API gives no logits")
+        from ..kd import logits_path, save_teacher_logits
+        saved = save_teacher_logits(o["teacher"].removeprefix("hf:"), summary["out"], logits_path(summary["out"]),
+                                    k=int(o["save_logits"]), progress=not o["quiet"])
+        print(f"wrote top-{saved['k']} teacher log-probabilities for {saved['tokens']} tokens to {saved['path']} "
+              f"({saved['bytes_per_token']:.0f} bytes per token)")
 
 
 def cmd_filter(args: argparse.Namespace) -> None:
@@ -90,6 +98,8 @@ def register(sub) -> None:
     p.add_argument("--no-dedup", action="store_true", help="keep repeated rationales of a question")
     p.add_argument("--store", help="call store (default <out stem>.calls.sqlite)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--save-logits", type=int, metavar="K",
+                   help="hf: teachers: also store the teacher's top-K log-probs beside --out (offline white-box KD)")
     p.set_defaults(func=cmd_teach)
 
     p = sub.add_parser("filter", help="filter a rationale file by teacher correctness, dedup")

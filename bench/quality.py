@@ -73,6 +73,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds")
     parser.add_argument("--hallucination", type=float, nargs="+", help="override the config's rates")
     parser.add_argument("--max-steps", type=int, help="override training.max_steps")
+    parser.add_argument("--tasks", nargs="+", help="override the config's tasks")
+    parser.add_argument("--methods", nargs="+", help="override the config's methods (plain names)")
     parser.add_argument("--table", action="store_true", help="only refresh bench/README.md from bench/results")
     args = parser.parse_args()
     if args.table:
@@ -85,7 +87,8 @@ def main() -> int:
     from reasondistill.io import atomic_write_json
     from reasondistill.report.grid import versions
     overrides = {k: v for k, v in (("seeds", args.seeds), ("hallucination", args.hallucination),
-                                   ("max_steps", args.max_steps)) if v is not None}
+                                   ("max_steps", args.max_steps), ("tasks", args.tasks),
+                                   ("methods", args.methods)) if v is not None}
     cfg = suite_config(args.suite, args.smoke, overrides)
     runs = Path(args.runs or cfg["out"])
     started = time.perf_counter()

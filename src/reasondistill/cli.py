@@ -48,17 +48,8 @@ def resolve(args: argparse.Namespace, defaults: dict[str, Any]) -> dict[str, Any
     merged = dict(defaults)
     config_path = getattr(args, "config", None)
     if config_path:
-        import yaml
-        path = Path(config_path)
-        if not path.exists():
-            raise UserError("config file not found", path=str(path))
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"malformed YAML ({str(e).splitlines()[0]})", path=str(path)) from None
-        if not isinstance(loaded, dict):
-            raise UserError("expected a mapping of option names to values", path=str(path))
-        for key, value in loaded.items():
+        from .io import read_yaml_mapping
+        for key, value in read_yaml_mapping(config_path).items():
             merged[key.replace("-", "_")] = value
     merged.update({k: v for k, v in vars(args).items() if k not in ("func", "config")})
     return merged

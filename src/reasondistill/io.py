@@ -77,3 +77,19 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"malformed JSON ({e.msg})", path=str(path), line=e.lineno) from None
+
+
+def read_yaml_mapping(path: str | os.PathLike) -> dict:
+    """A YAML file of options (``--config``, compare grids): a mapping, or a one-line UserError."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("config file not found", path=str(path))
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"malformed YAML ({str(e).splitlines()[0]})", path=str(path)) from None
+    if not isinstance(loaded, dict):
+        raise UserError("expected a mapping of option names to values", path=str(path))
+    return loaded

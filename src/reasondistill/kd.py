@@ -180,16 +180,8 @@ def _teacher_path(spec: str) -> str:
 
 def load_teacher(spec: str, device: torch.device | str | None = None):
     """``(model, tokenizer)`` of a frozen teacher: eval mode, no gradients."""
-    from transformers import AutoModelForCausalLM
-
-    from .models import load_tokenizer
-    path = _teacher_path(spec)
-    try:
-        tokenizer = load_tokenizer(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype="auto")
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot load teacher '{spec}': {str(e).splitlines()[0]}") from None
-    model.eval().requires_grad_(False)
+    from .models import load_frozen
+    model, tokenizer = load_frozen(_teacher_path(spec), "teacher")
     if device is not None:
         model.to(device)
     return model, tokenizer

@@ -65,18 +65,10 @@ def model_ref(model: nn.Module) -> str:
 
 def load_lm(ref: str, what: str) -> tuple[nn.Module, Any]:
     """(causal LM, tokenizer) of a *trained* model, a run folder or a hub id, frozen and in eval mode."""
-    from transformers import AutoModelForCausalLM
-
-    from ..models import is_tiny, load_tokenizer
+    from ..models import is_tiny, load_frozen
     if is_tiny(ref) or not (Path(ref).exists() or ref.count("/") == 1):
         raise UserError(f"{what} '{ref}' must be a trained model: a run folder or a hub id like 'Qwen/Qwen2.5-0.5B'")
-    try:
-        tokenizer = load_tokenizer(ref)
-        model = AutoModelForCausalLM.from_pretrained(ref, dtype="auto")
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot load {what} '{ref}': {str(e).splitlines()[0]}") from None
-    model.eval().requires_grad_(False)
-    return model, tokenizer
+    return load_frozen(ref, what)
 
 
 def placeholder_id(tokenizer) -> int:

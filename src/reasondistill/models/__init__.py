@@ -1,8 +1,8 @@
 """Students, their tokenizers, and the frozen semantic encoder."""
 
 from .encoder import DEFAULT_ENCODER, SemanticEncoder
-from .student import TINY_SIZES, build_tiny_student, is_tiny, load_student, load_tokenizer
+from .student import TINY_SIZES, build_tiny_student, is_tiny, load_frozen, load_student, load_tokenizer
 from .tokenizer import train_tokenizer
 
 __all__ = ["DEFAULT_ENCODER", "SemanticEncoder", "TINY_SIZES", "build_tiny_student", "is_tiny",
-           "load_student", "load_tokenizer", "train_tokenizer"]
+           "load_frozen", "load_student", "load_tokenizer", "train_tokenizer"]

@@ -74,3 +74,16 @@ def load_student(spec: str, texts: Iterable[str] | None = None, *, vocab_size: i
         model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0,
                                                  target_modules="all-linear", task_type="CAUSAL_LM"))
     return model, tok
+
+
+def load_frozen(ref: str, what: str = "model"):
+    """``(model, tokenizer)`` of a trained causal LM (a run folder, a local path or a hub id) to use
+    frozen: eval mode, no gradients. Teachers (KD) and SoftCoT/SemCoT's frozen models load this way;
+    ``what`` names the role in the one-line error a bad path gives."""
+    try:
+        tokenizer = load_tokenizer(ref)
+        model = AutoModelForCausalLM.from_pretrained(ref, dtype="auto")
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load {what} '{ref}': {str(e).splitlines()[0]}") from None
+    model.eval().requires_grad_(False)
+    return model, tokenizer

@@ -80,16 +80,9 @@ def load_config(config: str | Path | dict, base_dir: Path | None = None) -> dict
     """A validated config: defaults filled in, lists normalised, unknown keys refused, task paths
     resolved (relative paths against ``data_root``, else the config file's folder, else the cwd)."""
     if not isinstance(config, dict):
-        import yaml
+        from ..io import read_yaml_mapping
         path = Path(config)
-        if not path.is_file():
-            raise UserError("config file not found", path=str(path))
-        try:
-            config = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"malformed YAML ({str(e).splitlines()[0]})", path=str(path)) from None
-        if not isinstance(config, dict):
-            raise UserError("expected a mapping of option names to values", path=str(path))
+        config = read_yaml_mapping(path)
         base_dir = path.parent
     unknown = sorted(set(config) - set(DEFAULTS))
     if unknown:

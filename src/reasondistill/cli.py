@@ -55,12 +55,17 @@ def resolve(args: argparse.Namespace, defaults: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+def require(options: dict[str, Any], command: str, *keys: str) -> None:
+    """Options a command cannot run without, whether they came from flags or the YAML file."""
+    for key in keys:
+        if not options.get(key):
+            raise UserError(f"{command} needs --{key.replace('_', '-')}")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from . import api
     o = resolve(args, TRAIN_DEFAULTS)
-    for key in ("method", "data", "out"):
-        if not o.get(key):
-            raise UserError(f"train needs --{key}")
+    require(o, "train", "method", "data", "out")
     method_options = {**dict(o["method_options"] or {}), **_options(o["option"])}
     if o["mask_rationale"] is not None:
         method_options["mask_rationale"] = float(o["mask_rationale"])

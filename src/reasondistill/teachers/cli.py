@@ -31,13 +31,11 @@ def _extra_body(value: Any) -> dict | None:
 
 
 def cmd_teach(args: argparse.Namespace) -> None:
-    from ..cli import resolve
+    from ..cli import require, resolve
     from ..rationales import format_stats
     from .run import teach
     o = resolve(args, TEACH_DEFAULTS)
-    for key in ("data", "teacher", "out"):
-        if not o.get(key):
-            raise UserError(f"teach needs --{key.replace('_', '-')}")
+    require(o, "teach", "data", "teacher", "out")
     summary = teach(o["data"], o["teacher"], o["out"], split=o["split"], n=o["n"], seed=o["seed"],
                     hallucination=o["hallucination"], format=o["format"], base_url=o["base_url"], api=o["api"],
                     samples=o["samples"], temperature=o["temperature"], top_p=o["top_p"], max_tokens=o["max_tokens"],

@@ -128,6 +128,11 @@ def test_changed_config_refuses_old_folders(grid):
     ({"tasks": ["missing.jsonl"]}, "task file not found: missing.jsonl"),
     ({"tasks": ["synthetic/nope"]}, "unknown synthetic task"),
     ({"training": {"max_stepz": 3}}, "max_stepz"),
+    ({"methods": [{"name": "sc", "method": "softcot", "student": "run:main"}, "answer_only"]}, "is not in the grid"),
+    ({"methods": [{"name": "sc", "method": "softcot", "options": {"assistant": "run:answer_only"}}, "answer_only"]},
+     "run:answer_only, which comes after it"),
+    ({"methods": [{"name": "t", "method": "pst", "training": {"max_stepz": 3}}]}, "max_stepz"),
+    ({"methods": [{"name": "t", "method": "pst", "studnet": "tiny"}]}, "studnet"),
 ])
 def test_config_mistakes_are_user_errors(tmp_path, patch, needle):
     with pytest.raises(UserError) as e:
@@ -207,3 +212,34 @@ def test_report_renders_in_headless_chromium(grid, tmp_path):
     # Text and tables are grey; saturated pixels come only from the plotted bars, lines and markers.
     saturated = sum(1 for p in pixels if max(p) - min(p) > 100)
     assert saturated > 0.002 * len(pixels), "no coloured plot pixels in the screenshot"
+
+
+def test_two_stage_rows_build_on_earlier_rows(tmp_path):
+    """A row's ``student`` and options may name an earlier row (``run:NAME``): softcot's frozen main
+    model and assistant, and a KD student's teacher, come from rows trained first in the same cell;
+    a row's own ``student`` and ``training`` override the grid's."""
+    cfg = {"out": str(tmp_path / "grid"), "student": "micro", "tasks": ["synthetic/coin_flip"], "seeds": [0],
+           "hallucination": [0.0], "n_train": 24, "n_test": 6, "training": TRAIN, "vocab_size": 320,
+           "max_new_tokens": 12, "explain": False,
+           "methods": ["answer_only",
+                       {"name": "softcot-main", "method": "softcot", "options": {"stage": "main", "n_train": 4}},
+                       {"name": "softcot", "method": "softcot", "student": "run:softcot-main",
+                        "options": {"assistant": "run:answer_only", "n_train": 4}},
+                       {"name": "teacher", "method": "pre_thinking", "student": "mini",
+                        "training": {"max_steps": 6}},
+                       {"name": "pre_thinking+kd", "method": "pre_thinking",
+                        "options": {"teacher_model": "run:teacher"}}]}
+    results = compare(cfg, progress=False, report=False)
+    rows = {r["method"]: r for r in results["rows"]}
+    assert results["complete"] and set(rows) == {m if isinstance(m, str) else m["name"] for m in cfg["methods"]}
+    grid = tmp_path / "grid" / "synthetic-coin_flip"
+    refs = json.loads((grid / "softcot" / "h0-s0-all" / "frozen_models.json").read_text())
+    assert refs["main"] == str((grid / "softcot-main" / "h0-s0-all").resolve())
+    assert refs["assistant"] == str((grid / "answer_only" / "h0-s0-all").resolve())
+    assert rows["softcot"]["config"]["student"] == "run:softcot-main"  # the spec keeps the reference
+    teacher = json.loads((grid / "teacher" / "h0-s0-all" / "reasondistill.json").read_text())
+    assert teacher["student"] == "mini" and teacher["train"]["steps"] == 6
+    kd = json.loads((grid / "pre_thinking+kd" / "h0-s0-all" / "train_call.json").read_text())
+    assert kd["method_options"]["teacher_model"] == str((grid / "teacher" / "h0-s0-all").resolve())
+    assert kd["student"] == "micro" and kd["training"]["max_steps"] == TRAIN["max_steps"]
+    assert all(r["accuracy"] is not None for r in rows.values())

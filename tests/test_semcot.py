@@ -91,3 +91,18 @@ def test_bad_options():
         get_method("semcot", alignment="l2")
     with pytest.raises(UserError, match="k_train"):
         get_method("semcot", k_train=0)
+
+
+def test_main_stage_learns_the_answer_prompt_with_empty_slots(tmp_path):
+    """``stage=main`` trains a fresh student on semcot's own prompt (question, K placeholder slots,
+    ``Answer:``) with the answer loss alone: no generator, no encoder, a plain saved model."""
+    record = api.train("semcot", TASK, tmp_path / "main", student="micro", n=48, vocab_size=320, progress=False,
+                       method_options={"stage": "main"}, training={**BASE, "log_every": 10})
+    losses = logged_losses(tmp_path / "main")
+    assert losses[-1] < losses[0] and set(logged_losses(tmp_path / "main", "ce_answer")) == set(losses)
+    assert "references" not in record and (tmp_path / "main" / "model.safetensors").exists()
+    method, model, tokenizer, _ = api.load_run(tmp_path / "main")
+    example = generate("coin_flip", 1, seed=0)[0]
+    assert [f.input_ids.count(tokenizer.bos_token_id) for f in method.features(example, tokenizer)] == [5, 1]
+    metrics = api.evaluate(tmp_path / "main", TASK, n=8, progress=False)
+    assert metrics["answered"] >= 0.5 and metrics["tokens_to_answer"] <= 4

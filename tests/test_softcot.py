@@ -145,3 +145,39 @@ def test_user_mistakes_are_one_line_errors(run, tmp_path, capsys):
                      "--assistant", str(tmp_path / "no-such-model"), "--out", str(tmp_path / "run")])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "it/s]" not in line]
     assert code == 2 and len(err) == 1 and "no-such-model" in err[0], err
+
+
+def test_main_stage_trains_a_main_model_on_the_hints_prompt(tmp_path):
+    """``stage=main`` trains the whole (fresh) student on softcot's prompt with placeholder slots, at
+    both slot counts, and saves a plain model a later softcot run can freeze."""
+    from reasondistill.methods.softcot import HINTS_OPEN
+    examples = generate("coin_flip", 2, seed=0)
+    record = api.train("softcot", TASK, tmp_path / "main", student="micro", n=48, vocab_size=320, progress=False,
+                       method_options={"stage": "main", "n_train": 6, "n_infer": 2, "hints_at": "before_question"},
+                       training={**BASE, "log_every": 10})
+    losses = logged_losses(tmp_path / "main")
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert "trainable_params" not in record and (tmp_path / "main" / "model.safetensors").exists()
+    method, model, tokenizer, _ = api.load_run(tmp_path / "main")
+    features = method.features(examples[0], tokenizer)
+    pid = tokenizer.bos_token_id
+    assert [f.input_ids.count(pid) for f in features] == [6, 2]  # training's and inference's slot counts
+    head = tokenizer(HINTS_OPEN, add_special_tokens=False).input_ids
+    assert features[0].input_ids[:len(head)] == head  # before_question: the hints line comes first
+    preds = method.answer(model, tokenizer, examples, max_new_tokens=60)
+    assert all("flip" in p.text for p in preds), [p.text for p in preds]
+    # It is a trained main model: the bridge stage freezes it and trains only the projection.
+    bridged = api.train("softcot", TASK, tmp_path / "softcot", student=str(tmp_path / "main"), n=16,
+                        progress=False, training={**BASE, "max_steps": 2},
+                        method_options={"assistant": str(tmp_path / "main"), "n_train": 6, "n_infer": 2,
+                                        "hints_at": "before_question"})
+    assert bridged["trainable_params"] == 32 * 32 + 32
+
+
+def test_stage_options_are_checked():
+    with pytest.raises(UserError, match="stage must be"):
+        get_method("softcot", stage="first")
+    with pytest.raises(UserError, match="drop the assistant"):
+        get_method("softcot", stage="main", assistant="some/model")
+    with pytest.raises(UserError, match="hints_at"):
+        get_method("softcot", hints_at="inside")

@@ -1,8 +1,8 @@
 """The Python API: the same verbs, options and run folders as the CLI.
 
 A run folder is self-describing: ``reasondistill.json`` (method, options, data, student, training
-summary), ``config.json`` (the resolved call), ``metrics.jsonl`` (training curve), the student in
-Hugging Face format (loads with ``AutoModelForCausalLM.from_pretrained``), the method's extra
+summary), ``train_call.json`` (the resolved call; ``config.json`` is the saved model's own),
+``metrics.jsonl`` (training curve), the student in Hugging Face format (loads with ``AutoModelForCausalLM.from_pretrained``), the method's extra
 modules, and, after evaluation, ``metrics.json`` and ``predictions.jsonl``.
 """
 
@@ -26,6 +26,7 @@ from .training import TrainConfig
 from .training import train as run_training
 
 RUN_FILE = "reasondistill.json"
+CALL_FILE = "train_call.json"  # the resolved call; config.json is the saved model's own
 TEMPLATE_WORDS = "Question: Choices: Answer: Rationale: [answer] [rationale] Therefore, the answer is"
 
 
@@ -74,7 +75,7 @@ def train(method: str, data: str, out: str | Path, *, student: str = "tiny", met
             "training": asdict(config), "split": split, "n": n, "seed": seed, "hallucination": hallucination,
             "keep": keep, "format": format, "vocab_size": vocab_size, "lora_r": lora_r,
             "test_fraction": test_fraction, "split_seed": split_seed}
-    atomic_write_json(out / "config.json", call)
+    atomic_write_json(out / CALL_FILE, call)
 
     tiny = is_tiny(student)
     kd_teacher = teacher_spec(method_obj.options)

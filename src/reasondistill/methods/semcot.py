@@ -85,7 +85,7 @@ class SemCoT(SoftThoughtMethod):
     second_role = "generator"
     trains_second = True
     answer_first = True
-    defaults = {"assistant": None, "projection": "linear", "k_train": 5, "k_infer": 1, "alpha": 0.5,
+    defaults = {"assistant": None, "projection": "linear", "stage": "bridge", "k_train": 5, "k_infer": 1, "alpha": 0.5,
                 "alignment": "infonce", "temperature": 0.1, "encoder": "all-MiniLM-L6-v2", "scorer_steps": 100}
 
     def __init__(self, **options: Any) -> None:
@@ -124,6 +124,8 @@ class SemCoT(SoftThoughtMethod):
     def prepare(self, examples: list[Example], tokenizer, model) -> None:
         from ..models.encoder import SemanticEncoder
         super().prepare(examples, tokenizer, model)
+        if self.main_stage:
+            return
         self.second.requires_grad_(True)  # loaded frozen; the generator is trained here
         first: dict[str, Example] = {}
         for ex in examples:
@@ -157,11 +159,15 @@ class SemCoT(SoftThoughtMethod):
         return {**super().run_info(), **self.scorer_info}
 
     def features(self, example: Example, tokenizer) -> list[Feature]:
-        [feature] = super().features(example, tokenizer)
-        feature.extras["target_index"] = self.target_index[example.rationale.strip()]
-        return [feature]
+        features = super().features(example, tokenizer)
+        if not self.main_stage:
+            features[0].extras["target_index"] = self.target_index[example.rationale.strip()]
+        return features
 
     def loss(self, model, batch):
+        if self.main_stage:
+            ce = span_losses(self.run_model(model, batch).logits, batch)[ANSWER]
+            return {"loss": ce, "ce_answer": ce}
         vectors = self.batch_thoughts(batch)
         out = self.run_model(model, {**batch, "vectors": vectors})
         ce = span_losses(out.logits, batch)[ANSWER]

@@ -5,6 +5,12 @@ report can be traced to a run folder and re-run alone. A re-run skips finished c
 ``metrics.json`` exists) and resumes half-trained ones from their checkpoint, so a long benchmark
 survives being killed. ``results.json`` (one row per cell: its config and all its metrics) is
 rewritten atomically after every cell.
+
+A row may build on an earlier row of the same cell (same task, rate and seed): an option value or a
+row's ``student`` written ``run:NAME`` becomes the run folder of row NAME there. That is how
+two-stage methods enter the grid: softcot's frozen main model is the pre_thinking row's student
+(``student: run:pre_thinking``), and a KD student's teacher is a bigger row trained first
+(``options: {teacher_model: run:teacher}``, with that row's own ``student: tiny`` and ``training``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from ..methods import METHODS, get_method
 from ..tasks import is_correct, load_task
 
 RESULTS_FILE = "results.json"
+RUN_REF = "run:"
 CELL_FILE = "cell.json"
 DEFAULTS: dict[str, Any] = {
     "out": None, "title": None, "student": "tiny", "methods": None, "tasks": None, "hallucination": [0.0],
@@ -50,6 +57,8 @@ class Cell:
     seed: int
     keep: str
     options: dict = field(default_factory=dict, hash=False, compare=False)
+    student: str | None = field(default=None, hash=False, compare=False)      # None: the config's student
+    training: dict = field(default_factory=dict, hash=False, compare=False)  # over the config's training
 
     @property
     def rel_dir(self) -> str:
@@ -103,18 +112,20 @@ def load_config(config: str | Path | dict, base_dir: Path | None = None) -> dict
     dupes = sorted(n for n, c in Counter(names).items() if c > 1)
     if dupes:
         raise UserError(f"compare config: method name(s) {', '.join(dupes)} appear twice; give variants a 'name'")
+    _check_run_refs(cfg["methods"])
     cfg["tasks"] = [_resolve_task(str(t), cfg["data_root"], base_dir) for t in cfg["tasks"]]
     return cfg
 
 
 def _method_entry(entry: Any, method_options: dict) -> dict:
     """``"pst"`` or ``{name: pst-infonce, method: pst, options: {alignment: infonce}}`` ->
-    ``{name, method, options}``; the options are checked by building the method once."""
+    ``{name, method, options, training, student}``; a row may set its own ``student`` and
+    ``training`` (merged over the grid's). The options are checked by building the method once."""
     if isinstance(entry, str):
         entry = {"name": entry, "method": entry}
     if not isinstance(entry, dict) or not (entry.get("method") or entry.get("name")):
         raise UserError(f"compare config: a method entry must be a name or {{name, method, options}}, got {entry!r}")
-    unknown = sorted(set(entry) - {"name", "method", "options"})
+    unknown = sorted(set(entry) - {"name", "method", "options", "student", "training"})
     if unknown:
         raise UserError(f"compare config: method entry {entry!r} has unknown key(s) {', '.join(unknown)}")
     method = str(entry.get("method") or entry["name"])
@@ -124,7 +135,29 @@ def _method_entry(entry: Any, method_options: dict) -> dict:
     options = {**dict(method_options.get(method) or {}), **(dict(method_options.get(name) or {}) if name != method
                                                             else {}), **dict(entry.get("options") or {})}
     get_method(method, **options)
-    return {"name": name, "method": method, "options": options}
+    training = dict(entry.get("training") or {})
+    api.TrainConfig.from_dict(training)
+    student = entry.get("student")
+    return {"name": name, "method": method, "options": options, "training": training,
+            "student": None if student is None else str(student)}
+
+
+def run_refs(entry: dict) -> list[str]:
+    """The rows a method entry builds on: every ``run:NAME`` among its options and its student."""
+    values = [entry.get("student"), *entry["options"].values()]
+    return [v[len(RUN_REF):] for v in values if isinstance(v, str) and v.startswith(RUN_REF)]
+
+
+def _check_run_refs(methods: list[dict]) -> None:
+    """A ``run:NAME`` must name a row listed before it, so the grid has trained it when it is needed."""
+    seen: set[str] = set()
+    for entry in methods:
+        for ref in run_refs(entry):
+            if ref not in seen:
+                where = "comes after it" if ref in {m["name"] for m in methods} else "is not in the grid"
+                raise UserError(f"compare config: '{entry['name']}' builds on run:{ref}, which {where}; "
+                                "list that row first")
+        seen.add(entry["name"])
 
 
 def _resolve_task(task: str, data_root: str | None, base_dir: Path | None) -> str:
@@ -163,15 +196,39 @@ def cells(cfg: dict) -> list[Cell]:
                 for m in cfg["methods"]:
                     uses = METHODS[m["method"]].uses_rationale and not is_synthetic(task)
                     for keep in dict.fromkeys(cfg["keep"] if uses else ["all"]):
-                        out.append(Cell(task, m["name"], m["method"], h, seed, keep, m["options"]))
+                        out.append(Cell(task, m["name"], m["method"], h, seed, keep, m["options"],
+                                        m.get("student"), m.get("training") or {}))
     return list(dict.fromkeys(out))
+
+
+def referenced_cell(cell: Cell, name: str, cfg: dict) -> Cell:
+    """Row ``name``'s cell beside ``cell``: same task, rate and seed; its ``keep`` is the same when
+    that row filters rationales, else ``all``."""
+    entry = next(m for m in cfg["methods"] if m["name"] == name)
+    filters = METHODS[entry["method"]].uses_rationale and not is_synthetic(cell.task)
+    return Cell(cell.task, name, entry["method"], cell.hallucination, cell.seed, cell.keep if filters else "all",
+                entry["options"], entry.get("student"), entry.get("training") or {})
+
+
+def resolve_run_refs(cell: Cell, cfg: dict, root: Path) -> tuple[str, dict]:
+    """(student, options) of ``cell`` with every ``run:NAME`` replaced by that row's run folder,
+    which must be trained by now."""
+    def resolve(value: Any) -> Any:
+        if not (isinstance(value, str) and value.startswith(RUN_REF)):
+            return value
+        run_dir = (root / referenced_cell(cell, value[len(RUN_REF):], cfg).rel_dir).resolve()
+        if not (run_dir / api.RUN_FILE).exists():
+            raise UserError(f"'{cell.name}' builds on {value}, but {run_dir} is not a trained run")
+        return str(run_dir)
+    return resolve(cell.student or cfg["student"]), {k: resolve(v) for k, v in cell.options.items()}
 
 
 def cell_spec(cell: Cell, cfg: dict) -> dict:
     """Everything that decides a cell's result; a run folder made from another spec is refused."""
     return {"task": cell.task, "name": cell.name, "method": cell.method, "method_options": cell.options,
-            "hallucination": cell.hallucination, "seed": cell.seed, "keep": cell.keep, "student": cfg["student"],
-            "n_train": cfg["n_train"], "n_test": cfg["n_test"], "training": {**cfg["training"], "seed": cell.seed},
+            "hallucination": cell.hallucination, "seed": cell.seed, "keep": cell.keep,
+            "student": cell.student or cfg["student"], "n_train": cfg["n_train"], "n_test": cfg["n_test"],
+            "training": {**cfg["training"], **cell.training, "seed": cell.seed},
             "test_fraction": cfg["test_fraction"], "split_seed": cfg["split_seed"], "vocab_size": cfg["vocab_size"],
             "max_new_tokens": cfg["max_new_tokens"], "explain": cfg["explain"]}
 
@@ -211,7 +268,8 @@ def run_cell(cell: Cell, cfg: dict, root: Path) -> dict:
         synthetic = is_synthetic(cell.task)
         if not (run_dir / api.RUN_FILE).exists():
             resume = any((run_dir / "checkpoints").glob("step-*"))
-            api.train(cell.method, cell.task, run_dir, student=cfg["student"], method_options=cell.options,
+            student, options = resolve_run_refs(cell, cfg, root)
+            api.train(cell.method, cell.task, run_dir, student=student, method_options=options,
                       training=spec["training"], n=cfg["n_train"], seed=cell.seed,
                       hallucination=cell.hallucination, keep=cell.keep, vocab_size=cfg["vocab_size"],
                       resume=resume, progress=False, test_fraction=cfg["test_fraction"],

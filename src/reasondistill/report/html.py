@@ -15,6 +15,7 @@ import math
 import time
 from pathlib import Path
 
+from ..api import CALL_FILE
 from ..errors import UserError
 from ..io import atomic_write_text, read_json
 from .grid import RESULTS_FILE, task_slug
@@ -55,9 +56,9 @@ def load_rows(run_dir: str | Path) -> tuple[list[dict], dict]:
     rows = []
     for metrics_path in sorted(root.rglob("metrics.json")):
         run = metrics_path.parent
-        if not (run / "config.json").exists():
+        if not (run / CALL_FILE).exists():
             continue
-        config, metrics = read_json(run / "config.json"), read_json(metrics_path)
+        config, metrics = read_json(run / CALL_FILE), read_json(metrics_path)
         record = read_json(run / "reasondistill.json") if (run / "reasondistill.json").exists() else {}
         rows.append({"task": task_slug(str(config.get("data", "?"))), "method": metrics.get("method", "?"),
                      "base_method": config.get("method"), "hallucination": config.get("hallucination", 0.0),

@@ -6,7 +6,10 @@
 
 1. Time to answer: post_thinking and pst against pre_thinking and against answer_only; students of
    the same size trained on the same data, the same test questions, batch sizes 1 and 32
-   (goals: <= 0.15x pre_thinking, <= 1.10x answer_only).
+   (goals: <= 0.15x pre_thinking, <= 1.10x answer_only). softcot and semcot beside them: each
+   freezes a main model of that size trained first on its own prompt (``stage=main``), and reads
+   an assistant (the answer_only student); semcot's time should approach answer_only's (goal here:
+   <= 1.5x, since it adds one assistant pass), softcot still writes a rationale like pre_thinking.
 2. Training throughput (real, non-pad tokens per second) of our trainer against TRL's SFTTrainer:
    the same tiny model and initial weights, the same pre_thinking-style prompt+completion data,
    batch size, max length, precision and number of steps, each warmed up first (goal >= 1.3x).
@@ -43,7 +46,18 @@ FULL = {"decode_steps": 300, "n_train": 600, "n_decode": {1: 32, 32: 128}, "repe
 SMOKE = {"decode_steps": 10, "n_train": 64, "n_decode": {1: 4, 32: 32}, "repeats": 1,
          "trainer_steps": 4, "trainer_n": 64, "pst_steps": 4, "batch_size": 8, "max_length": 128}
 GPU = {"decode_steps": 400, "trainer_steps": 150, "pst_steps": 150}
-DECODE_METHODS = ["answer_only", "pre_thinking", "post_thinking", "pst"]
+# Row -> (method, options, student); "run:NAME" is row NAME's trained folder (two-stage methods).
+DECODE_ROWS: dict[str, tuple[str, dict, str | None]] = {
+    "answer_only": ("answer_only", {}, None),
+    "pre_thinking": ("pre_thinking", {}, None),
+    "post_thinking": ("post_thinking", {}, None),
+    "pst": ("pst", {}, None),
+    "softcot-main": ("softcot", {"stage": "main", "hints_at": "before_question"}, None),
+    "softcot": ("softcot", {"assistant": "run:answer_only", "hints_at": "before_question"}, "run:softcot-main"),
+    "semcot-main": ("semcot", {"stage": "main"}, None),
+    "semcot": ("semcot", {"assistant": "run:answer_only"}, "run:semcot-main"),
+}
+DECODE_METHODS = list(DECODE_ROWS)
 TASK = "synthetic/arithmetic"  # multi-step rationales: what pre_thinking has to write before answering
 
 
@@ -86,10 +100,14 @@ def decoding(work: Path, student: str, p: dict) -> dict:
     out: dict = {"task": TASK, "student": student, "train_steps": p["decode_steps"],
                  "pst_encoder": pst_options().get("encoder", "all-MiniLM-L6-v2"), "methods": {}}
     loaded = {}
-    for name in DECODE_METHODS:
+    def resolve(value):
+        return str(work / value[4:]) if isinstance(value, str) and value.startswith("run:") else value
+
+    for name, (method_name, options, main) in DECODE_ROWS.items():
         t0 = time.perf_counter()
-        api.train(name, TASK, work / name, student=student, n=p["n_train"], seed=0, progress=False,
-                  method_options=pst_options() if name == "pst" else None,
+        options = {k: resolve(v) for k, v in {**options, **(pst_options() if name == "pst" else {})}.items()}
+        api.train(method_name, TASK, work / name, student=resolve(main) or student, n=p["n_train"], seed=0,
+                  progress=False, method_options=options,
                   training={"max_steps": p["decode_steps"], "batch_size": 32, "lr": 3e-3, "checkpoint_every": 0})
         method, model, tok, record = api.load_run(work / name)
         method.answer(model, tok, test[:8], batch_size=8, max_new_tokens=record["max_new_tokens"], explain=False)
@@ -113,7 +131,8 @@ def decoding(work: Path, student: str, p: dict) -> dict:
         log(f"decode {name}: {out['methods'][name]}")
     ms = {m: out["methods"][m]["ms_to_answer"] for m in DECODE_METHODS}
     out["ratios"] = {f"{a}/{b} bs{bs}": round(ms[a][bs] / ms[b][bs], 4)
-                     for bs in ms["pst"] for a in ("post_thinking", "pst") for b in ("pre_thinking", "answer_only")}
+                     for bs in ms["pst"] for a in ("post_thinking", "pst", "softcot", "semcot")
+                     for b in ("pre_thinking", "answer_only")}
     return out
 
 
@@ -247,6 +266,11 @@ def goals(result: dict) -> list[dict]:
             for m in ("post_thinking", "pst"):
                 out.append(goal(f"{m} / pre_thinking time to answer, batch {bs}", r[f"{m}/pre_thinking bs{bs}"], "≤", 0.15))
                 out.append(goal(f"{m} / answer_only time to answer, batch {bs}", r[f"{m}/answer_only bs{bs}"], "≤", 1.10))
+            if "semcot/answer_only bs1" in r:  # results written before softcot/semcot joined lack these
+                out.append(goal(f"semcot / answer_only time to answer, batch {bs}", r[f"semcot/answer_only bs{bs}"],
+                                "≤", 1.5))
+                out.append(goal(f"softcot / pre_thinking time to answer, batch {bs} (reference: it writes a "
+                                "rationale too)", r[f"softcot/pre_thinking bs{bs}"], "≤", 1.5))
     if "trainer" in result:
         out.append(goal("our trainer / TRL SFTTrainer tokens per second", result["trainer"]["ratio_vs_trl"], "≥", 1.3))
         out.append(goal("our trainer / TRL SFTTrainer (group_by_length) tokens per second (reference)",

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from reasondistill import api
+from reasondistill.cli import main
 from reasondistill.errors import UserError
 from reasondistill.evaluation import evaluate
 from reasondistill.methods import ANSWER, RATIONALE, format_question, get_method
@@ -58,10 +59,22 @@ def test_adaptive_trains_routes_and_reports_the_split(run):
     examples = generate("coin_flip", 16, seed=3)
     preds = method.answer(model, tok, examples, max_new_tokens=80)
     assert all(p.extras["mode"] in ("answer_first", "think_first") for p in preds)
-    metrics = evaluate(method, model, tok, examples, max_new_tokens=80, progress=False)
+    metrics = evaluate(method, model, tok, examples, max_new_tokens=80, progress=False, out_dir=out / "eval")
     assert metrics["answered"] >= 0.5
     routed = sum(p.extras["answer_first"] for p in preds) / len(preds)
     assert metrics["answer_first_fraction"] == pytest.approx(routed)
+    rows = [json.loads(line) for line in (out / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["extras"]["mode"] for r in rows] == [p.extras["mode"] for p in preds]  # each question's route
+
+
+def test_cli_eval_prints_the_routing(run, capsys):
+    out = run[0]
+    assert main(["eval", "--model", str(out), "--data", "synthetic/coin_flip", "--n", "8", "--out",
+                 str(out / "cli-eval")]) == 0
+    printed = capsys.readouterr().out
+    shown = json.loads(printed[printed.index("{"):])
+    assert shown["method"] == "adaptive"
+    assert shown["answer_first_fraction"] + shown["think_first_fraction"] == pytest.approx(1.0)
 
 
 def test_router_routes_easy_and_hard_questions_apart(run):

@@ -94,8 +94,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     metrics = api.evaluate(o["model"], o["data"], split=o["split"], n=o["n"], seed=o["seed"], out=o["out"],
                            format=o["format"], batch_size=o["batch_size"], max_new_tokens=o["max_new_tokens"],
                            explain=not o["no_explain"])
-    print(json.dumps({k: metrics[k] for k in ("method", "n", "accuracy", "tokens_to_answer", "ms_to_answer",
-                                               "tokens_total", "ms_total", "consistency")}, indent=2))
+    # The core columns, then whatever the method adds (adaptive's routing, softcot's parameter counts).
+    core = ("method", "n", "accuracy", "tokens_to_answer", "ms_to_answer", "tokens_total", "ms_total", "consistency")
+    extra = sorted(k for k in metrics if k.endswith(("_fraction", "_mean", "_params")))
+    print(json.dumps({k: metrics[k] for k in (*core, *extra)}, indent=2))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

@@ -91,6 +91,7 @@ def evaluate(method: Method, model, tokenizer, examples: list[Example], *, out_d
         atomic_write_jsonl(out_dir / "predictions.jsonl", [
             {"id": ex.id, "question": ex.question, "gold": ex.answer, "answer": p.answer,
              "correct": is_correct(p.answer, ex.answer, ex.answer_type), "text": p.text,
-             "tokens_to_answer": p.tokens_to_answer, "tokens_total": p.tokens_total}
+             "tokens_to_answer": p.tokens_to_answer, "tokens_total": p.tokens_total,
+             **({"extras": p.extras} if p.extras else {})}  # e.g. adaptive's mode for this question
             for ex, p in zip(examples, predictions)])
     return metrics

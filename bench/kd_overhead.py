@@ -125,4 +125,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _common import run_main
+    run_main(main, __file__)

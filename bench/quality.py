@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -24,19 +22,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _table
+from _common import provenance, run_main
 
 SMOKE = {"seeds": [0], "n_train": 64, "n_test": 16,
          "training": {"max_steps": 20, "batch_size": 16, "lr": 0.003, "checkpoint_every": 0, "log_every": 5}}
 
-
-def machine() -> dict:
-    import torch
-    info = {"node": platform.node(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    info["description"] = info.get("gpu") or f"{info['cpus']} CPU cores ({platform.machine()})"
-    return info
 
 
 def suite_config(suite: str, smoke: bool, overrides: dict | None = None) -> dict:
@@ -85,7 +75,6 @@ def main() -> int:
 
     from reasondistill import compare
     from reasondistill.io import atomic_write_json
-    from reasondistill.report.grid import versions
     overrides = {k: v for k, v in (("seeds", args.seeds), ("hallucination", args.hallucination),
                                    ("max_steps", args.max_steps), ("tasks", args.tasks),
                                    ("methods", args.methods)) if v is not None}
@@ -96,9 +85,8 @@ def main() -> int:
     wall = time.perf_counter() - started
     out = Path(args.out) if args.out else (runs / "quality.json" if args.smoke
                                            else HERE / "results" / f"quality-{args.suite}.json")
-    record = {"kind": "quality", "suite": args.suite, "smoke": args.smoke, "date": time.strftime("%Y-%m-%d"),
-              "command": shlex.join(["python", "bench/quality.py", *sys.argv[1:]]), "machine": machine(),
-              "versions": versions(), "wall_seconds": round(wall, 1),
+    record = {"kind": "quality", "suite": args.suite, "smoke": args.smoke, **provenance("quality.py"),
+              "wall_seconds": round(wall, 1),
               "cells_seconds": round(sum(r.get("seconds") or 0.0 for r in results["rows"]), 1),
               "complete": results["complete"],
               "config": results["config"], "report": results.get("report"), "rows": results["rows"]}
@@ -110,9 +98,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from reasondistill.errors import UserError
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"{Path(__file__).name}: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main, __file__)

@@ -26,7 +26,6 @@ import copy
 import dataclasses
 import functools
 import os
-import shlex
 import statistics
 import sys
 import tempfile
@@ -39,7 +38,7 @@ sys.path.insert(0, str(HERE))
 
 import _table
 import torch
-from quality import machine
+from _common import provenance, run_main
 
 FULL = {"decode_steps": 300, "n_train": 600, "n_decode": {1: 32, 32: 128}, "repeats": 3,
         "trainer_steps": 60, "trainer_n": 300, "pst_steps": 60, "batch_size": 32, "max_length": 256}
@@ -300,10 +299,8 @@ def main() -> int:
         p.update(GPU)
     student = args.student or ("small" if device.type == "cuda" else "tiny")
     parts = args.only or ["decoding", "trainer", "pst_step"]
-    from reasondistill.report.grid import versions
-    result: dict = {"kind": "speed", "device": device.type, "smoke": args.smoke, "date": time.strftime("%Y-%m-%d"),
-                    "command": shlex.join(["python", "bench/speed.py", *sys.argv[1:]]), "machine": machine(),
-                    "versions": versions(), "params": {k: v for k, v in p.items() if k != "n_decode"}}
+    result: dict = {"kind": "speed", "device": device.type, "smoke": args.smoke, **provenance("speed.py"),
+                    "params": {k: v for k, v in p.items() if k != "n_decode"}}
     try:
         import datasets
         import trl as trl_module
@@ -335,9 +332,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from reasondistill.errors import UserError
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"{Path(__file__).name}: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main, __file__)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 
 from reasondistill.cli import main
 
@@ -38,25 +39,17 @@ def test_missing_file_from_the_console(tmp_path):
                                "--out", str(tmp_path / "o")), "nope.jsonl")
 
 
-def test_malformed_jsonl_names_file_and_line(tmp_path, capsys):
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"question": "q1", "answer": "1"}\n{"question": "q2", "answer": \n')
+@pytest.mark.parametrize("name, text, needles", [
+    ("bad.jsonl", '{"question": "q1", "answer": "1"}\n{"question": "q2", "answer": \n', ["bad.jsonl:2"]),
+    ("nofield.jsonl", '{"question": "q1", "answer": "1"}\n{"question": "q2"}\n', ["nofield.jsonl:2", "answer"]),
+    ("empty.jsonl", "", ["empty.jsonl"]),
+])
+def test_bad_data_files_are_named(tmp_path, capsys, name, text, needles):
+    """A malformed line, a missing field and an empty file: one line naming the file (and line)."""
+    bad = tmp_path / name
+    bad.write_text(text)
     _assert_user_error(InProcess(capsys, "train", "--method", "answer_only", "--data", str(bad), "--format", "jsonl",
-                               "--out", str(tmp_path / "o")), "bad.jsonl:2")
-
-
-def test_missing_field_is_named(tmp_path, capsys):
-    bad = tmp_path / "nofield.jsonl"
-    bad.write_text('{"question": "q1", "answer": "1"}\n{"question": "q2"}\n')
-    _assert_user_error(InProcess(capsys, "train", "--method", "answer_only", "--data", str(bad), "--format", "jsonl",
-                               "--out", str(tmp_path / "o")), "nofield.jsonl:2", "answer")
-
-
-def test_empty_data(tmp_path, capsys):
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
-    _assert_user_error(InProcess(capsys, "train", "--method", "answer_only", "--data", str(empty), "--format", "jsonl",
-                               "--out", str(tmp_path / "o")), "empty.jsonl")
+                               "--out", str(tmp_path / "o")), *needles)
 
 
 def test_unknown_method(tmp_path, capsys):

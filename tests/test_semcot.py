@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import logged_losses
-from test_softcot import BASE, FULL_BATCH, TASK, digest, train_spied
+from test_softcot import BASE, FULL_BATCH, TASK, digest, frozen_pair, train_spied
 
 from reasondistill import api
 from reasondistill.errors import UserError
@@ -20,10 +20,7 @@ from reasondistill.tasks import generate, load_task
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("semcot")
-    api.train("answer_only", TASK, root / "main", student="micro", n=48, training=BASE, vocab_size=320,
-              progress=False)
-    api.train("answer_only", TASK, root / "generator", student="mini", n=48, seed=1,
-              training={**BASE, "max_steps": 5}, vocab_size=320, progress=False)
+    frozen_pair(root, "answer_only", "generator")
     seen: dict = {}
     record = train_spied(root / "semcot", "semcot", str(root / "main"),
                          {"assistant": str(root / "generator"), "scorer_steps": 30}, seen,

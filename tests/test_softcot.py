@@ -47,14 +47,19 @@ def train_spied(out, method: str, student: str, options: dict, seen: dict, train
                          progress=False)
 
 
+def frozen_pair(root, main_method: str, second: str) -> None:
+    """The two models a soft-thought method reads: a trained micro main model in ``root/main`` and a
+    barely trained mini one in ``root/<second>`` (64-d against 32-d: the bridge spans two spaces)."""
+    api.train(main_method, TASK, root / "main", student="micro", n=48, training=BASE, vocab_size=320,
+              progress=False)
+    api.train("answer_only", TASK, root / second, student="mini", n=48, seed=1,
+              training={**BASE, "max_steps": 5}, vocab_size=320, progress=False)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("softcot")
-    api.train("pre_thinking", TASK, root / "main", student="micro", n=48, training=BASE, vocab_size=320,
-              progress=False)
-    # A different size (64-d vs the main model's 32-d): the projection bridges two hidden spaces.
-    api.train("answer_only", TASK, root / "assistant", student="mini", n=48, seed=1,
-              training={**BASE, "max_steps": 5}, vocab_size=320, progress=False)
+    frozen_pair(root, "pre_thinking", "assistant")
     seen: dict = {}
     record = train_spied(root / "softcot", "softcot", str(root / "main"),
                          {"assistant": str(root / "assistant"), "n_train": 8}, seen)

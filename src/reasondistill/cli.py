@@ -148,6 +148,16 @@ def _register_command_modules(sub) -> None:
         module.register(sub)
 
 
+def add_data_options(p: argparse.ArgumentParser, data_help: str, split_help: str) -> None:
+    """The options that pick the examples: the same names and meaning in train and teach."""
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--split", help=split_help)
+    p.add_argument("--n", type=int, help="use the first N examples")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--hallucination", type=float, help="synthetic tasks: fraction of corrupted rationales")
+    p.add_argument("--format", help="gsm8k, teacher, jsonl, semcot, logic (default: detected)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reasondistill", description="Distil an LLM's reasoning into a small student.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,16 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a student with a method", argument_default=S)
     p.add_argument("--config", help="YAML file of options (flags override)")
     p.add_argument("--method", help="answer_only, pre_thinking, prefix, post_thinking, pst, ...")
-    p.add_argument("--data", help="built-in task (synthetic/coin_flip) or a JSON/JSONL path")
+    add_data_options(p, "built-in task (synthetic/coin_flip) or a JSON/JSONL path", "train (default), test or all")
     p.add_argument("--student", help="tiny | micro | small | HF id | local path (default tiny)")
     p.add_argument("--assistant", help="softcot/semcot: the assistant/generator model (run folder or HF id)")
     p.add_argument("--out", help="run folder")
-    p.add_argument("--split", help="train (default), test or all")
-    p.add_argument("--n", type=int, help="use the first N examples")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--hallucination", type=float, help="synthetic tasks: fraction of corrupted rationales")
     p.add_argument("--keep", help="correct (default): drop rationales whose teacher answer is wrong; all")
-    p.add_argument("--format", help="gsm8k, teacher, jsonl, semcot, logic (default: detected)")
     p.add_argument("--vocab-size", type=int, help="tiny students: tokenizer size (default 600)")
     p.add_argument("--lora-r", type=int, help="train LoRA adapters of this rank instead of all weights")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")

@@ -69,16 +69,13 @@ def cmd_filter(args: argparse.Namespace) -> None:
 
 
 def register(sub) -> None:
+    from ..cli import add_data_options  # (cli imports this module while it builds its parser)
     p = sub.add_parser("teach", help="collect rationales from a teacher LLM (resumable)", argument_default=S)
     p.add_argument("--config", help="YAML file of options (flags override)")
-    p.add_argument("--data", help="built-in task (synthetic/coin_flip), hf:NAME or a JSON/JSONL path")
+    add_data_options(p, "built-in task (synthetic/coin_flip), hf:NAME or a JSON/JSONL path",
+                     "default: all of a file, train of a synthetic or hub task")
     p.add_argument("--teacher", help="openai:MODEL | hf:ID_OR_PATH | scripted")
     p.add_argument("--out", help="rationale file to write (JSONL, usable as train --data)")
-    p.add_argument("--split", help="default: all of a file, train of a synthetic or hub task")
-    p.add_argument("--n", type=int, help="only the first N questions")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--hallucination", type=float, help="synthetic tasks: fraction of corrupted rationales")
-    p.add_argument("--format", help="input format (default: detected)")
     p.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (key: OPENAI_API_KEY)")
     p.add_argument("--api", help="chat (default for openai:) or completions")
     p.add_argument("--samples", type=int, help="rationales per question (default 1)")

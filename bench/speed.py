@@ -8,8 +8,9 @@
    the same size trained on the same data, the same test questions, batch sizes 1 and 32
    (goals: <= 0.15x pre_thinking, <= 1.10x answer_only). softcot and semcot beside them: each
    freezes a main model of that size trained first on its own prompt (``stage=main``), and reads
-   an assistant (the answer_only student); semcot's time should approach answer_only's (goal here:
-   <= 1.5x, since it adds one assistant pass), softcot still writes a rationale like pre_thinking.
+   a smaller assistant (an answer_only student one size down, as the originals pair a ~1B assistant
+   with a ~7B main model); semcot's time should approach answer_only's (goal here: <= 1.5x, since
+   it adds one assistant pass), softcot still writes a rationale like pre_thinking.
 2. Training throughput (real, non-pad tokens per second) of our trainer against TRL's SFTTrainer:
    the same tiny model and initial weights, the same pre_thinking-style prompt+completion data,
    batch size, max length, precision and number of steps, each warmed up first (goal >= 1.3x).
@@ -51,10 +52,11 @@ DECODE_ROWS: dict[str, tuple[str, dict, str | None]] = {
     "pre_thinking": ("pre_thinking", {}, None),
     "post_thinking": ("post_thinking", {}, None),
     "pst": ("pst", {}, None),
+    "assistant": ("answer_only", {}, "smaller"),  # one tiny size below the students
     "softcot-main": ("softcot", {"stage": "main", "hints_at": "before_question"}, None),
-    "softcot": ("softcot", {"assistant": "run:answer_only", "hints_at": "before_question"}, "run:softcot-main"),
+    "softcot": ("softcot", {"assistant": "run:assistant", "hints_at": "before_question"}, "run:softcot-main"),
     "semcot-main": ("semcot", {"stage": "main"}, None),
-    "semcot": ("semcot", {"assistant": "run:answer_only"}, "run:semcot-main"),
+    "semcot": ("semcot", {"assistant": "run:assistant"}, "run:semcot-main"),
 }
 DECODE_METHODS = list(DECODE_ROWS)
 TASK = "synthetic/arithmetic"  # multi-step rationales: what pre_thinking has to write before answering
@@ -96,10 +98,16 @@ def decoding(work: Path, student: str, p: dict) -> dict:
     from reasondistill import api
     from reasondistill.tasks import is_correct, load_task
     test = load_task(TASK, "test", n=max(p["n_decode"].values()), seed=0)
-    out: dict = {"task": TASK, "student": student, "train_steps": p["decode_steps"],
+    from reasondistill.models.student import TINY_SIZES
+    sizes = list(TINY_SIZES)
+    smaller = sizes[max(sizes.index(student), 1) - 1] if student in sizes else "micro"
+    out: dict = {"task": TASK, "student": student, "assistant": smaller, "train_steps": p["decode_steps"],
                  "pst_encoder": pst_options().get("encoder", "all-MiniLM-L6-v2"), "methods": {}}
     loaded = {}
+
     def resolve(value):
+        if value == "smaller":
+            return smaller
         return str(work / value[4:]) if isinstance(value, str) and value.startswith("run:") else value
 
     for name, (method_name, options, main) in DECODE_ROWS.items():

@@ -264,6 +264,9 @@ def run_cell(cell: Cell, cfg: dict, root: Path) -> dict:
     _check_spec(run_dir, spec)
     if not (run_dir / "metrics.json").exists():
         started = time.perf_counter()
+        # Seconds already spent on this cell by an earlier invocation (training, when only the
+        # evaluation is redone): a cell's time is all the compute it took.
+        spent = read_json(run_dir / CELL_FILE).get("seconds", 0.0) if (run_dir / CELL_FILE).exists() else 0.0
         atomic_write_json(run_dir / CELL_FILE, {"spec": spec})
         synthetic = is_synthetic(cell.task)
         if not (run_dir / api.RUN_FILE).exists():
@@ -278,7 +281,7 @@ def run_cell(cell: Cell, cfg: dict, root: Path) -> dict:
         api.evaluate(run_dir, cell.task, split="test", n=cfg["n_test"], seed=cfg["split_seed"],
                      batch_size=cfg["eval_batch_size"], max_new_tokens=cfg["max_new_tokens"],
                      explain=cfg["explain"], progress=False, test_fraction=cfg["test_fraction"])
-        atomic_write_json(run_dir / CELL_FILE, {"spec": spec, "seconds": round(time.perf_counter() - started, 1),
+        atomic_write_json(run_dir / CELL_FILE, {"spec": spec, "seconds": round(spent + time.perf_counter() - started, 1),
                                                 "majority": majority_baseline(cell, cfg)})
     return row_for(run_dir, root, read_json(run_dir / CELL_FILE))
 

@@ -246,3 +246,19 @@ def test_two_stage_rows_build_on_earlier_rows(tmp_path):
     assert kd["method_options"]["teacher_model"] == str((grid / "teacher" / "h0-s0-all").resolve())
     assert kd["student"] == "micro" and kd["training"]["max_steps"] == TRAIN["max_steps"]
     assert all(r["accuracy"] is not None for r in rows.values())
+
+
+def test_a_reference_follows_the_rationale_filter(tmp_path):
+    """On a teacher file, a row that filters rationales builds on the referenced row's run with the
+    same filter; a row that reads no rationale (answer_only) has only its ``keep=all`` run."""
+    from reasondistill.report.grid import cells, referenced_cell
+    teacher_file(tmp_path / "teacher.jsonl")
+    cfg = load_config({**grid_config(tmp_path), "tasks": ["teacher.jsonl"], "hallucination": [0.0], "seeds": [0],
+                       "methods": ["answer_only", {"name": "main", "method": "softcot", "options": {"stage": "main"}},
+                                   {"name": "sc", "method": "softcot", "student": "run:main",
+                                    "options": {"assistant": "run:answer_only"}}]})
+    for cell in (c for c in cells(cfg) if c.name == "sc"):
+        main, assistant = referenced_cell(cell, "main", cfg), referenced_cell(cell, "answer_only", cfg)
+        assert (main.keep, assistant.keep) == (cell.keep, "all")
+        assert main.rel_dir == f"teacher/main/h0-s0-{cell.keep}" and assistant.rel_dir == "teacher/answer_only/h0-s0-all"
+    assert sorted(c.keep for c in cells(cfg) if c.name == "sc") == ["all", "correct"]

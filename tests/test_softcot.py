@@ -177,6 +177,10 @@ def test_main_stage_trains_a_main_model_on_the_hints_prompt(tmp_path):
                         method_options={"assistant": str(tmp_path / "main"), "n_train": 6, "n_infer": 2,
                                         "hints_at": "before_question"})
     assert bridged["trainable_params"] == 32 * 32 + 32
+    with pytest.raises(UserError, match="hints_at='before_question' there, 'after_question' here"):
+        api.train("softcot", TASK, tmp_path / "mismatch", student=str(tmp_path / "main"), n=16, progress=False,
+                  training={**BASE, "max_steps": 1},
+                  method_options={"assistant": str(tmp_path / "main"), "n_train": 6, "n_infer": 2})
 
 
 def test_stage_options_are_checked():

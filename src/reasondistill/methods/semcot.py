@@ -83,6 +83,7 @@ def train_scorer(full: torch.Tensor, short: torch.Tensor, keys: torch.Tensor, st
 class SemCoT(SoftThoughtMethod):
     name = "semcot"
     second_role = "generator"
+    layout_options = ("k_train", "k_infer")
     trains_second = True
     answer_first = True
     defaults = {"assistant": None, "projection": "linear", "stage": "bridge", "k_train": 5, "k_infer": 1, "alpha": 0.5,

@@ -141,6 +141,7 @@ class SoftThoughtMethod(Method):
     second_role: ClassVar[str] = "assistant"  # the second model's name in messages and references
     supports_kd = False  # the main model reads spliced embeddings, not input_ids: token KD does not apply
     trains_second: ClassVar[bool] = False     # semcot's generator trains; softcot's assistant does not
+    layout_options: ClassVar[tuple[str, ...]] = ()  # options that shape the main prompt (checked across stages)
     defaults: ClassVar[dict[str, Any]] = {"assistant": None, "projection": "linear", "stage": "bridge"}
 
     def __init__(self, **options: Any) -> None:
@@ -204,11 +205,28 @@ class SoftThoughtMethod(Method):
                             "(a run folder or a hub id), not a fresh tiny one")
         if not self.assistant:
             raise UserError(f"{self.name} needs --assistant: the {self.second_role} model (a run folder or a hub id)")
+        self.check_main_stage(main_ref)
         model.requires_grad_(False)
         self.attach(model, main_ref, str(self.assistant))
         self.texts = sorted({self.second_text(ex) for ex in examples})
         self.index = {text: i for i, text in enumerate(self.texts)}
         self.frozen_params = count_params(model) + (0 if self.trains_second else count_params(self.second))
+
+    def check_main_stage(self, main_ref: str) -> None:
+        """A main model trained by this method's ``stage=main`` learnt one prompt layout; a bridge
+        trained on another would read slots where the model never saw them."""
+        record_path = Path(main_ref) / "reasondistill.json"
+        if not record_path.is_file():
+            return
+        record = read_json(record_path)
+        options = record.get("method_options", {})
+        if record.get("method") != self.name or options.get("stage") != "main":
+            return
+        differ = [f"{k}={options.get(k)!r} there, {self.options[k]!r} here" for k in self.layout_options
+                  if k in options and options[k] != self.options[k]]
+        if differ:
+            raise UserError(f"{self.name}: the main model was trained on another prompt layout ({'; '.join(differ)}); "
+                            "use the same options in both stages")
 
     def modules(self) -> dict[str, nn.Module]:
         return {"bridge": self.bridge} if self.bridge is not None else {}
@@ -331,6 +349,7 @@ class SoftThoughtMethod(Method):
 
 class SoftCoT(SoftThoughtMethod):
     name = "softcot"
+    layout_options = ("hints_at", "n_train", "n_infer")
     defaults = {"assistant": None, "projection": "linear", "stage": "bridge", "n_train": 32, "n_infer": 4,
                 "instruction": INSTRUCTION, "hints_at": "after_question"}
 

@@ -58,7 +58,6 @@ DECODE_ROWS: dict[str, tuple[str, dict, str | None]] = {
     "semcot-main": ("semcot", {"stage": "main"}, None),
     "semcot": ("semcot", {"assistant": "run:assistant"}, "run:semcot-main"),
 }
-DECODE_METHODS = list(DECODE_ROWS)
 TASK = "synthetic/arithmetic"  # multi-step rationales: what pre_thinking has to write before answering
 
 
@@ -108,7 +107,7 @@ def decoding(work: Path, student: str, p: dict) -> dict:
     def resolve(value):
         if value == "smaller":
             return smaller
-        return str(work / value[4:]) if isinstance(value, str) and value.startswith("run:") else value
+        return str(work / value.removeprefix("run:")) if isinstance(value, str) and value.startswith("run:") else value
 
     for name, (method_name, options, main) in DECODE_ROWS.items():
         t0 = time.perf_counter()
@@ -122,7 +121,7 @@ def decoding(work: Path, student: str, p: dict) -> dict:
         out["methods"][name] = {"train_seconds": round(time.perf_counter() - t0, 1), "ms_to_answer": {},
                                 "tokens_to_answer": {}}
     for bs, n in p["n_decode"].items():
-        times: dict[str, list[float]] = {name: [] for name in DECODE_METHODS}
+        times: dict[str, list[float]] = {name: [] for name in DECODE_ROWS}
         for _ in range(p["repeats"]):
             for name, (method, model, tok, max_new) in loaded.items():
                 preds = method.answer(model, tok, test[:n], batch_size=bs, max_new_tokens=max_new, explain=False)
@@ -131,12 +130,12 @@ def decoding(work: Path, student: str, p: dict) -> dict:
                 res["tokens_to_answer"][str(bs)] = round(statistics.mean(x.tokens_to_answer for x in preds), 2)
                 res["accuracy"] = round(statistics.mean(is_correct(x.answer, ex.answer, ex.answer_type)
                                                         for x, ex in zip(preds, test)), 3)
-        for name in DECODE_METHODS:
+        for name in DECODE_ROWS:
             out["methods"][name]["ms_to_answer"][str(bs)] = round(statistics.median(times[name]), 3)
             out["methods"][name][f"all_ms_bs{bs}"] = [round(t, 3) for t in times[name]]
-    for name in DECODE_METHODS:
+    for name in DECODE_ROWS:
         log(f"decode {name}: {out['methods'][name]}")
-    ms = {m: out["methods"][m]["ms_to_answer"] for m in DECODE_METHODS}
+    ms = {m: out["methods"][m]["ms_to_answer"] for m in DECODE_ROWS}
     out["ratios"] = {f"{a}/{b} bs{bs}": round(ms[a][bs] / ms[b][bs], 4)
                      for bs in ms["pst"] for a in ("post_thinking", "pst", "softcot", "semcot")
                      for b in ("pre_thinking", "answer_only")}

@@ -260,5 +260,6 @@ def test_a_reference_follows_the_rationale_filter(tmp_path):
     for cell in (c for c in cells(cfg) if c.name == "sc"):
         main, assistant = referenced_cell(cell, "main", cfg), referenced_cell(cell, "answer_only", cfg)
         assert (main.keep, assistant.keep) == (cell.keep, "all")
-        assert main.rel_dir == f"teacher/main/h0-s0-{cell.keep}" and assistant.rel_dir == "teacher/answer_only/h0-s0-all"
+        assert main.rel_dir == f"teacher/main/h0-s0-{cell.keep}"
+        assert assistant.rel_dir == "teacher/answer_only/h0-s0-all"
     assert sorted(c.keep for c in cells(cfg) if c.name == "sc") == ["all", "correct"]

@@ -2,8 +2,9 @@
 
 A run folder is self-describing: ``reasondistill.json`` (method, options, data, student, training
 summary), ``train_call.json`` (the resolved call; ``config.json`` is the saved model's own),
-``metrics.jsonl`` (training curve), the student in Hugging Face format (loads with ``AutoModelForCausalLM.from_pretrained``), the method's extra
-modules, and, after evaluation, ``metrics.json`` and ``predictions.jsonl``.
+``metrics.jsonl`` (training curve), the student in Hugging Face format (loads with
+``AutoModelForCausalLM.from_pretrained``), the method's extra modules, and, after evaluation,
+``metrics.json`` and ``predictions.jsonl``.
 """
 
 from __future__ import annotations

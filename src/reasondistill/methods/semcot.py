@@ -86,8 +86,9 @@ class SemCoT(SoftThoughtMethod):
     layout_options = ("k_train", "k_infer")
     trains_second = True
     answer_first = True
-    defaults = {"assistant": None, "projection": "linear", "stage": "bridge", "k_train": 5, "k_infer": 1, "alpha": 0.5,
-                "alignment": "infonce", "temperature": 0.1, "encoder": "all-MiniLM-L6-v2", "scorer_steps": 100}
+    defaults = {"assistant": None, "projection": "linear", "stage": "bridge", "k_train": 5, "k_infer": 1,
+                "alpha": 0.5, "alignment": "infonce", "temperature": 0.1, "encoder": "all-MiniLM-L6-v2",
+                "scorer_steps": 100}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -8,8 +8,8 @@ rewritten atomically after every cell.
 
 A row may build on an earlier row of the same cell (same task, rate and seed): an option value or a
 row's ``student`` written ``run:NAME`` becomes the run folder of row NAME there. That is how
-two-stage methods enter the grid: softcot's frozen main model is the pre_thinking row's student
-(``student: run:pre_thinking``), and a KD student's teacher is a bigger row trained first
+two-stage methods enter the grid: softcot's frozen main model is an earlier row's student
+(``student: run:softcot-main``), and a KD student's teacher is a bigger row trained first
 (``options: {teacher_model: run:teacher}``, with that row's own ``student: tiny`` and ``training``).
 """
 
@@ -194,20 +194,28 @@ def cells(cfg: dict) -> list[Cell]:
             rates = cfg["hallucination"] if is_synthetic(task) else [0.0]
             for h in dict.fromkeys(rates):
                 for m in cfg["methods"]:
-                    uses = METHODS[m["method"]].uses_rationale and not is_synthetic(task)
-                    for keep in dict.fromkeys(cfg["keep"] if uses else ["all"]):
-                        out.append(Cell(task, m["name"], m["method"], h, seed, keep, m["options"],
-                                        m.get("student"), m.get("training") or {}))
+                    for keep in dict.fromkeys(cfg["keep"] if filters_rationales(m, task) else ["all"]):
+                        out.append(entry_cell(m, task, h, seed, keep))
     return list(dict.fromkeys(out))
+
+
+def filters_rationales(entry: dict, task: str) -> bool:
+    """Whether ``keep`` matters for this row on this task: it trains on teacher rationales that may
+    be wrong (synthetic tasks have none to filter)."""
+    return METHODS[entry["method"]].uses_rationale and not is_synthetic(task)
+
+
+def entry_cell(entry: dict, task: str, hallucination: float, seed: int, keep: str) -> Cell:
+    return Cell(task, entry["name"], entry["method"], hallucination, seed, keep, entry["options"], entry["student"],
+                entry["training"])
 
 
 def referenced_cell(cell: Cell, name: str, cfg: dict) -> Cell:
     """Row ``name``'s cell beside ``cell``: same task, rate and seed; its ``keep`` is the same when
     that row filters rationales, else ``all``."""
     entry = next(m for m in cfg["methods"] if m["name"] == name)
-    filters = METHODS[entry["method"]].uses_rationale and not is_synthetic(cell.task)
-    return Cell(cell.task, name, entry["method"], cell.hallucination, cell.seed, cell.keep if filters else "all",
-                entry["options"], entry.get("student"), entry.get("training") or {})
+    return entry_cell(entry, cell.task, cell.hallucination, cell.seed,
+                      cell.keep if filters_rationales(entry, cell.task) else "all")
 
 
 def resolve_run_refs(cell: Cell, cfg: dict, root: Path) -> tuple[str, dict]:
@@ -281,7 +289,8 @@ def run_cell(cell: Cell, cfg: dict, root: Path) -> dict:
         api.evaluate(run_dir, cell.task, split="test", n=cfg["n_test"], seed=cfg["split_seed"],
                      batch_size=cfg["eval_batch_size"], max_new_tokens=cfg["max_new_tokens"],
                      explain=cfg["explain"], progress=False, test_fraction=cfg["test_fraction"])
-        atomic_write_json(run_dir / CELL_FILE, {"spec": spec, "seconds": round(spent + time.perf_counter() - started, 1),
+        seconds = round(spent + time.perf_counter() - started, 1)
+        atomic_write_json(run_dir / CELL_FILE, {"spec": spec, "seconds": seconds,
                                                 "majority": majority_baseline(cell, cfg)})
     return row_for(run_dir, root, read_json(run_dir / CELL_FILE))
 

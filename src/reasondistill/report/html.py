@@ -15,7 +15,7 @@ import math
 import time
 from pathlib import Path
 
-from ..api import CALL_FILE
+from ..api import CALL_FILE, RUN_FILE
 from ..errors import UserError
 from ..io import atomic_write_text, read_json
 from .grid import RESULTS_FILE, task_slug
@@ -59,7 +59,7 @@ def load_rows(run_dir: str | Path) -> tuple[list[dict], dict]:
         if not (run / CALL_FILE).exists():
             continue
         config, metrics = read_json(run / CALL_FILE), read_json(metrics_path)
-        record = read_json(run / "reasondistill.json") if (run / "reasondistill.json").exists() else {}
+        record = read_json(run / RUN_FILE) if (run / RUN_FILE).exists() else {}
         rows.append({"task": task_slug(str(config.get("data", "?"))), "method": metrics.get("method", "?"),
                      "base_method": config.get("method"), "hallucination": config.get("hallucination", 0.0),
                      "seed": config.get("seed", 0), "keep": config.get("keep", "all"),

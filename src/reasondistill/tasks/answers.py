@@ -3,7 +3,8 @@
 Accuracy is only as honest as the parser, so the rules are strict: an answer is read after the last
 answer marker ("the answer is", "Answer:", "####"), or else by one type-specific fallback (the last
 number, the last standalone choice letter, the last yes/no word). We never count "some number in the
-output equals gold" as correct.
+output equals gold" as correct. Math answers in LaTeX (``\\boxed{\\frac{7}{2}}``, ``50\\%``) are read and
+compared by :mod:`.verification` (math-verify); plain numbers keep the strict rules here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 
 from ..errors import UserError
 from .example import ANSWER_TYPES
+from .verification import equivalent, is_plain_number, last_boxed, looks_latex, number_of
 
 # A number as people and models write it: "-3", "1,000", "12.50", "$18", "50%"; optional fraction.
 _NUM = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
@@ -73,8 +75,26 @@ def _eval_expr(text: str) -> float | None:
         return None
 
 
+def _latex_answer(span: str) -> str | None:
+    """A LaTeX answer span as a canonical number ("3.5", "50%"), or the span itself when it is
+    not a plain number (math-verify compares it against gold later)."""
+    span = span.strip().strip("$").strip().rstrip(".").strip()
+    if not span:
+        return None
+    value = number_of(span)
+    if value is None:
+        return span
+    if re.search(r"\\?%\s*$", span):
+        return f"{_format_number(value * 100)}%"
+    return _format_number(value)
+
+
 def _normalize_number(text: str) -> str | None:
     s = text.strip().strip(_QUOTES).strip()
+    s = re.sub(r"\\%\s*$", "%", s)  # LaTeX's "50\%" is the "50%" people write
+    if looks_latex(s):
+        value = number_of(s)
+        return None if value is None else _format_number(value)
     for sym in "$€£":
         s = s.replace(sym, "")
     s = s.rstrip(".").strip().removesuffix("%").strip()
@@ -124,6 +144,11 @@ def _parse_after_marker(segment: str, answer_type: str, choices: dict[str, str] 
     if not line:
         return None
     if answer_type == "number":
+        math = re.match(r"\$([^$\n]+)\$|\\\((.+?)\\\)", line)
+        if math and looks_latex(math.group(1) or math.group(2)):  # "is $\frac{7}{2}$."
+            return _latex_answer(math.group(1) or math.group(2))
+        if line.startswith("\\"):  # "is \dfrac{7}{2}." without dollars
+            return _latex_answer(re.split(r"\.\s|\s+(?=[A-Za-z]{2,}\b)", line)[0])
         line = line.replace("$", "")
         m = _EXPR_RE.match(line)
         if m and re.search(r"\d\s*[-+*/x×][\s(-]*\d", m.group(0)):
@@ -186,6 +211,10 @@ def extract_answer(text: str, answer_type: str, choices: dict[str, str] | None =
     _check_type(answer_type)
     if not text or not text.strip():
         return None
+    if answer_type == "number":
+        boxed = last_boxed(text)  # a boxed answer is the final answer, whatever precedes it
+        if boxed is not None:
+            return _latex_answer(boxed)
     markers = list(_MARKER_RE.finditer(text))
     for m in reversed(markers):
         found = _parse_after_marker(text[m.end():], answer_type, choices)
@@ -216,9 +245,16 @@ def extract_answer(text: str, answer_type: str, choices: dict[str, str] | None =
 
 
 def is_correct(pred: str | None, gold: str, answer_type: str) -> bool:
-    """Exact match after normalizing; numbers compare numerically (integers exactly)."""
+    """Exact match after normalizing; numbers compare numerically (integers exactly). A number
+    written in LaTeX or as a percentage on either side is judged by math-verify; when it cannot
+    read one side, by the strict rules."""
     if pred is None or gold is None:
         return False
+    if answer_type == "number" and not (is_plain_number(pred) and is_plain_number(gold)):
+        if any(looks_latex(str(x)) or "%" in str(x) or normalize(x, "number") is None for x in (pred, gold)):
+            verdict = equivalent(str(pred), str(gold))
+            if verdict is not None:
+                return verdict
     p, g = normalize(pred, answer_type), normalize(gold, answer_type)
     if p is None or g is None:
         return False

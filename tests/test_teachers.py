@@ -24,7 +24,7 @@ from reasondistill.rationales import (FewShotCoT, ZeroShotCoT, dedup_records, ke
                                       task_stats)
 from reasondistill.serving import background_server
 from reasondistill.tasks import Example, load_task
-from reasondistill.teachers import Call, Teacher, get_teacher, teach
+from reasondistill.teachers import Call, Completion, Teacher, get_teacher, teach
 from reasondistill.teachers.store import CallStore
 
 
@@ -83,6 +83,11 @@ def stub():
         yield s
 
 
+def counts_of(row: dict) -> dict:
+    """A statistics row without its token columns."""
+    return {k: row[k] for k in ("asked", "answered", "correct", "truncated", "kept")}
+
+
 def coin_file(path: Path, questions: list[str]) -> Path:
     path.write_text("".join(json.dumps({"id": f"q{i}", "question": f"A coin is heads up. {q}", "answer": "no"}) + "\n"
                             for i, q in enumerate(questions)))
@@ -128,7 +133,7 @@ def test_filter_dedup_and_stats():
     kept = dedup_records(keep_records(recs, "correct"))
     assert [r["id"] for r in kept] == ["q#s0"]
     assert len(keep_records(recs, "all")) == 4
-    assert task_stats(recs, kept)["t"] == {"asked": 4, "answered": 3, "correct": 2, "kept": 1}
+    assert task_stats(recs, kept)["t"] == {"asked": 4, "answered": 3, "correct": 2, "truncated": 0, "kept": 1}
     with pytest.raises(UserError, match="--keep"):
         keep_records(recs, "best")
 
@@ -139,7 +144,7 @@ def test_scripted_teach_file_trains_and_reruns_from_the_store(tmp_path):
     from reasondistill.api import train
     out = tmp_path / "r.jsonl"
     s = teach("synthetic/last_letters", "scripted", out, n=12, hallucination=0.25, progress=False)
-    assert s["stats"]["total"] == {"asked": 12, "answered": 12, "correct": 12, "kept": 12}
+    assert counts_of(s["stats"]["total"]) == {"asked": 12, "answered": 12, "correct": 12, "truncated": 0, "kept": 12}
     assert s["calls"]["new"] == 24 and s["calls"]["from_store"] == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     gold = load_task("synthetic/last_letters", "train", n=12, hallucination=0.25)
@@ -162,11 +167,11 @@ class WrongSometimes(Teacher):
     def __init__(self):
         super().__init__("test:wrong", "wrong")
 
-    async def complete(self, call: Call) -> str:
+    async def complete(self, call: Call) -> Completion:
         self.requests += 1
         if call.kind == "answer":
-            return " no"
-        return "Same words." if call.sample < 2 else f"Other words {call.sample}."
+            return Completion(" no")
+        return Completion("Same words." if call.sample < 2 else f"Other words {call.sample}.")
 
 
 def test_samples_filter_and_dedup_through_teach(tmp_path):
@@ -174,7 +179,7 @@ def test_samples_filter_and_dedup_through_teach(tmp_path):
     s = teach("synthetic/coin_flip", WrongSometimes(), out, n=6, samples=3, progress=False)
     gold_no = sum(ex.answer == "no" for ex in load_task("synthetic/coin_flip", "train", n=6))
     total = s["stats"]["total"]
-    assert total == {"asked": 18, "answered": 18, "correct": 3 * gold_no, "kept": 2 * gold_no}
+    assert counts_of(total) == {"asked": 18, "answered": 18, "correct": 3 * gold_no, "truncated": 0, "kept": 2 * gold_no}
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert {r["id"].rsplit("#", 1)[1] for r in rows} == {"s0", "s2"} and s["temperature"] == 0.7
     assert all(r["source_id"] == r["id"].rsplit("#", 1)[0] for r in rows)
@@ -226,7 +231,7 @@ def test_retries_on_429_500_and_timeouts(tmp_path, stub):
     data = coin_file(tmp_path / "faults.jsonl", ["Tom flips.", "flaky Sam flips.", "hang Ben flips.", "Max flips."])
     teacher = get_teacher("openai:stub", base_url=stub.url, timeout=1.0, backoff=0.01)
     s = teach(str(data), teacher, tmp_path / "r.jsonl", concurrency=4, progress=False)
-    assert s["stats"]["total"] == {"asked": 4, "answered": 4, "correct": 4, "kept": 4}
+    assert counts_of(s["stats"]["total"]) == {"asked": 4, "answered": 4, "correct": 4, "truncated": 0, "kept": 4}
     counts = stub.prompts()
     assert len(counts) == 8 and sum(counts.values()) == 14  # 2 prompts x (1 + 1 + 3 + 2) attempts
     assert all(n == (3 if "flaky" in p else 2 if "hang" in p else 1) for p, n in counts.items())

@@ -5,13 +5,14 @@
 - ``hf:ID_OR_PATH``: a local causal LM through transformers, batched;
 - ``scripted``: the synthetic tasks' built-in teacher, so the whole pipeline runs offline.
 
-A teacher only turns one :class:`Call` into text; prompting, the durable call store, filtering and
-the output file are the job of :func:`teach`, the same for every teacher.
+A teacher only turns one :class:`Call` into a :class:`Completion` (the text, a reasoning trace
+when the server returns one apart, why it stopped, token counts); prompting, the durable call
+store, filtering and the output file are the job of :func:`teach`, the same for every teacher.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import UserError
@@ -40,8 +41,30 @@ class Call:
                 "stop": self.stop}
 
 
+@dataclass
+class Completion:
+    """One answer. ``reasoning`` is a trace the server returned beside the text (DeepSeek's
+    ``reasoning_content``, vLLM's and OpenRouter's ``reasoning``); ``finish_reason`` is "stop",
+    "length" (cut at max_tokens) or None when the teacher cannot tell; ``usage`` holds
+    ``prompt_tokens``, ``completion_tokens`` and ``thinking_tokens`` as far as they are known."""
+
+    text: str
+    reasoning: str | None = None
+    finish_reason: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, {})}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Completion":
+        return cls(d.get("text") or "", d.get("reasoning"), d.get("finish_reason"), dict(d.get("usage") or {}))
+
+
 class Teacher:
-    """The interface: ``complete`` one call; ``identity`` says what makes two teachers the same."""
+    """The interface: ``complete`` one call; ``identity`` says what makes two teachers the same
+    (it is part of every call's store key, so a different server or model is never served another
+    one's answers), ``call_identity`` what else of one call decides its answer."""
 
     kind: ClassVar[str] = "base"
 
@@ -53,7 +76,12 @@ class Teacher:
     def identity(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.model}
 
-    async def complete(self, call: Call) -> str:
+    def call_identity(self, call: Call) -> dict[str, Any]:
+        """Parts of one call, beyond prompt and parameters, that change the answer (none for a
+        model; the scripted teacher answers from the example itself)."""
+        return {}
+
+    async def complete(self, call: Call) -> Completion:
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -84,4 +112,4 @@ def get_teacher(spec: str, *, base_url: str | None = None, api: str | None = Non
 
 from .run import teach  # noqa: E402  (run imports Call and get_teacher from here)
 
-__all__ = ["Call", "TEACHER_FORMS", "Teacher", "get_teacher", "teach"]
+__all__ = ["Call", "Completion", "TEACHER_FORMS", "Teacher", "get_teacher", "teach"]

@@ -14,7 +14,9 @@ TEACH_DEFAULTS: dict[str, Any] = {
     "split": None, "n": None, "seed": 0, "hallucination": 0.0, "format": None, "base_url": None, "api": None,
     "samples": 1, "temperature": None, "top_p": 1.0, "max_tokens": 256, "concurrency": 8, "timeout": 60.0,
     "max_retries": 6, "backoff": 1.0, "extra_body": None, "few_shot": None, "shots": None, "keep": "correct",
-    "no_dedup": False, "store": None, "quiet": False, "save_logits": None,
+    "no_dedup": False, "store": None, "quiet": False, "save_logits": None, "reasoning": "auto",
+    "select": "all-correct", "max_rationale_tokens": None, "batch_api": False, "batch_poll": 30.0,
+    "price_in": None, "price_out": None,
 }
 
 
@@ -32,7 +34,7 @@ def _extra_body(value: Any) -> dict | None:
 
 def cmd_teach(args: argparse.Namespace) -> None:
     from ..cli import require, resolve
-    from ..rationales import format_stats
+    from ..rationales import format_selection, format_stats
     from .run import teach
     o = resolve(args, TEACH_DEFAULTS)
     require(o, "teach", "data", "teacher", "out")
@@ -42,11 +44,22 @@ def cmd_teach(args: argparse.Namespace) -> None:
                     concurrency=o["concurrency"], timeout=o["timeout"], max_retries=o["max_retries"],
                     backoff=o["backoff"], extra_body=_extra_body(o["extra_body"]), few_shot=o["few_shot"],
                     shots=o["shots"], keep=o["keep"], dedup=not o["no_dedup"], store=o["store"],
-                    progress=not o["quiet"])
+                    progress=not o["quiet"], reasoning=o["reasoning"], select=o["select"],
+                    max_rationale_tokens=o["max_rationale_tokens"], batch_api=bool(o["batch_api"]),
+                    batch_poll=o["batch_poll"], price_in=o["price_in"], price_out=o["price_out"])
     calls = summary["calls"]
-    print(format_stats(summary["stats"]))
+    print(format_stats(summary["stats"], o["price_in"], o["price_out"]))
+    if summary["samples"] > 1 and summary["selection"]:
+        print(format_selection(summary["selection"], summary["select"]))
     print(f"wrote {summary['stats']['total']['kept']} rationales to {summary['out']} in {summary['seconds']:.1f} s "
-          f"({calls['new']} new calls, {calls['from_store']} from {summary['store']}, {calls['retries']} retries)")
+          f"({calls['new']} new calls to {calls['teacher']}, {calls['from_store']} from {summary['store']} "
+          f"(same teacher), {calls['retries']} retries)")
+    if calls["other_teachers_in_store"]:
+        others = ", ".join(f"{n} of {t}" for t, n in calls["other_teachers_in_store"].items())
+        print(f"the store also holds calls not reused (another teacher or settings): {others}")
+    if "cost" in summary:
+        print(f"cost: ${summary['cost']['total']:.4f} for all calls of this run's rationales "
+              f"(at ${o['price_in'] or 0}/M in, ${o['price_out'] or 0}/M out)")
     if not summary["stats"]["total"]["kept"]:
         print(f"reasondistill: warning: no rationale kept (--keep {o['keep']}); see the statistics above",
               file=sys.stderr)
@@ -89,7 +102,19 @@ def register(sub) -> None:
     p.add_argument("--extra-body", help="JSON object merged into every request (server-specific fields)")
     p.add_argument("--few-shot", help="file of worked examples (with rationales) to prompt with")
     p.add_argument("--shots", type=int, help="use the first K worked examples (default all)")
-    p.add_argument("--keep", help="correct (default): only rationales whose answer matches gold; all")
+    p.add_argument("--keep", help="correct (default): only finished rationales whose answer matches gold; "
+                                  "all (truncated ones too, marked)")
+    p.add_argument("--reasoning", choices=["auto", "off"],
+                   help="auto (default): a reasoning teacher's trace (reasoning_content, reasoning, <think>) "
+                        "is the rationale, one call per sample; off: read every response as a plain model's")
+    p.add_argument("--select", choices=["all-correct", "shortest-correct", "first-correct"],
+                   help="with --samples: keep all correct rationales (default), or one per question")
+    p.add_argument("--max-rationale-tokens", type=int, metavar="T", help="drop rationales longer than T teacher tokens")
+    p.add_argument("--batch-api", action="store_true",
+                   help="openai: teachers: submit through /v1/files + /v1/batches (cheaper, slower; resumable)")
+    p.add_argument("--batch-poll", type=float, help="seconds between batch status checks (default 30)")
+    p.add_argument("--price-in", type=float, help="dollars per million prompt tokens (adds cost to the summary)")
+    p.add_argument("--price-out", type=float, help="dollars per million completion tokens")
     p.add_argument("--no-dedup", action="store_true", help="keep repeated rationales of a question")
     p.add_argument("--store", help="call store (default <out stem>.calls.sqlite)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from . import Call, Teacher
+from . import Call, Completion, Teacher
 from .batching import Batcher, GenJob, generate_jobs
 
 
@@ -47,10 +47,12 @@ class HFTeacher(Teacher):
                                                       add_generation_prompt=True)
         return prompt
 
-    async def complete(self, call: Call) -> str:
+    async def complete(self, call: Call) -> Completion:
         self.requests += 1
         job = GenJob(self.render(call.prompt), call.max_tokens, call.temperature, call.top_p, stop=call.stop or [])
-        return (await self.batcher.submit(job)).text
+        out = await self.batcher.submit(job)
+        return Completion(out.text, None, out.finish_reason,
+                          {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens})
 
     async def aclose(self) -> None:
         await self.batcher.aclose()

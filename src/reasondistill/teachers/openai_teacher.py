@@ -5,7 +5,8 @@ backoff and jitter, honouring the server's Retry-After; the client's own retries
 attempt is counted and the policy is ours. Requests that can never succeed (400 bad request,
 401/403 bad key, 404 unknown model or URL, 422) stop the run at once with one clear line instead
 of burning a retry loop. The key comes from ``OPENAI_API_KEY``; local servers (``--base-url``)
-need none.
+need none. The server's URL is part of the teacher's identity, hence of every stored call's key:
+two servers that serve a model under one name are two teachers.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any
 import openai
 
 from ..errors import UserError
-from . import Call, Teacher
+from . import Call, Completion, Teacher
 
+DEFAULT_URL = "https://api.openai.com/v1"
 RETRY_STATUS = {408, 409, 429}
 
 
@@ -51,6 +53,41 @@ def retry_after(response: Any) -> float | None:
         return None
 
 
+def parse_response(data: dict[str, Any], api: str = "chat") -> Completion:
+    """A chat or completions response body as a :class:`Completion` (also the batch API's rows).
+    Raises KeyError/IndexError/TypeError when the body is not one."""
+    choice = data["choices"][0]
+    if api == "chat":
+        message = choice["message"]
+        text = message.get("content") or ""
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
+    else:
+        text, reasoning = choice["text"] or "", choice.get("reasoning_content") or choice.get("reasoning")
+    raw = data.get("usage") or {}
+    usage = {k: int(raw[k]) for k in ("prompt_tokens", "completion_tokens") if raw.get(k) is not None}
+    details = raw.get("completion_tokens_details") or {}
+    thinking = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    if thinking is None:
+        thinking = raw.get("reasoning_tokens")
+    if thinking is not None:
+        usage["thinking_tokens"] = int(thinking)
+    return Completion(str(text), str(reasoning) if reasoning else None, choice.get("finish_reason"), usage)
+
+
+def request_body(model: str, call: Call, api: str, extra_body: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body of one call, the same online and in a batch file."""
+    body: dict[str, Any] = {"model": model, "max_tokens": call.max_tokens, "temperature": call.temperature}
+    if call.top_p != 1.0:
+        body["top_p"] = call.top_p
+    if call.stop:
+        body["stop"] = call.stop
+    if api == "chat":
+        body["messages"] = [{"role": "user", "content": call.prompt}]
+    else:
+        body["prompt"] = call.prompt
+    return {**body, **extra_body}
+
+
 def _message(e: openai.APIStatusError) -> str:
     body = e.body
     if isinstance(body, dict):
@@ -71,6 +108,7 @@ class OpenAITeacher(Teacher):
         if timeout <= 0 or max_retries < 0 or backoff < 0:
             raise UserError("--timeout must be positive, --max-retries and --backoff not negative")
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        self.url = (self.base_url or DEFAULT_URL).rstrip("/")
         self.api_key = os.environ.get("OPENAI_API_KEY") or ("EMPTY" if self.base_url else None)
         if not self.api_key:
             raise UserError("set OPENAI_API_KEY, or pass --base-url for a local server that needs no key")
@@ -80,7 +118,8 @@ class OpenAITeacher(Teacher):
         self._client: openai.AsyncOpenAI | None = None
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.model, "api": self.api, "extra_body": self.extra_body}
+        return {"kind": self.kind, "model": self.model, "url": self.url, "api": self.api,
+                "extra_body": self.extra_body}
 
     @property
     def client(self) -> openai.AsyncOpenAI:
@@ -89,27 +128,20 @@ class OpenAITeacher(Teacher):
                                               timeout=self.timeout)
         return self._client
 
-    async def _request(self, call: Call) -> str:
+    @property
+    def endpoint(self) -> str:
+        return "/chat/completions" if self.api == "chat" else "/completions"
+
+    async def _request(self, call: Call) -> Completion:
         """One attempt. The body goes through the client's plain ``post`` (its connection pool,
         auth, timeouts and typed errors) rather than ``chat.completions.create``, whose request
         transformation and response models cost ~3 ms of CPU per call: at high concurrency
         against a fast server that, not the network, would limit ``teach``."""
-        body: dict[str, Any] = {"model": self.model, "max_tokens": call.max_tokens, "temperature": call.temperature}
-        if call.top_p != 1.0:
-            body["top_p"] = call.top_p
-        if call.stop:
-            body["stop"] = call.stop
-        if self.api == "chat":
-            body["messages"] = [{"role": "user", "content": call.prompt}]
-        else:
-            body["prompt"] = call.prompt
-        text = await self.client.post(f"/{'chat/' if self.api == 'chat' else ''}completions",
-                                      body={**body, **self.extra_body}, cast_to=str,
-                                      options={"timeout": self.timeout})
+        text = await self.client.post(self.endpoint, body=request_body(self.model, call, self.api, self.extra_body),
+                                      cast_to=str, options={"timeout": self.timeout})
         try:
-            choice = json.loads(text)["choices"][0]
-            return (choice["message"]["content"] if self.api == "chat" else choice["text"]) or ""
-        except (ValueError, KeyError, IndexError, TypeError):
+            return parse_response(json.loads(text), self.api)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise MalformedResponse(text[:200]) from None
 
     def _delay(self, attempt: int) -> float:
@@ -117,7 +149,7 @@ class OpenAITeacher(Teacher):
         base = min(MAX_WAIT, self.backoff * 2 ** attempt)
         return base * (0.5 + random.random() / 2)
 
-    async def complete(self, call: Call) -> str:
+    async def complete(self, call: Call) -> Completion:
         for attempt in range(self.max_retries + 1):
             self.requests += 1
             try:

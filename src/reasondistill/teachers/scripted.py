@@ -4,16 +4,19 @@ It ignores the prompt's wording and answers from the example: the rationale alre
 synthetic generator's, hallucinations included, or a rationale a file brought along), or a freshly
 scripted one for a synthetic example. Its stated answer is the example's teacher answer (gold for
 synthetic tasks). Scripted rationales are deterministic, so several samples of one question come
-out identical and dedup keeps one.
+out identical and dedup keeps one. Since its answer comes from the example, not the prompt, the
+example's rationale, teacher answer and hallucination flag are part of each call's store key: a
+run at another ``--hallucination`` into the same ``--out`` is asked afresh.
 """
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from ..errors import UserError
 from ..tasks import scripted_rationale
-from . import Call, Teacher
+from . import Call, Completion, Teacher
 
 
 class ScriptedTeacher(Teacher):
@@ -21,6 +24,11 @@ class ScriptedTeacher(Teacher):
 
     def __init__(self) -> None:
         super().__init__("scripted", "scripted")
+
+    def call_identity(self, call: Call) -> dict[str, Any]:
+        ex = call.example
+        return {"id": ex.id, "rationale": ex.rationale, "answer": ex.teacher_answer or ex.answer,
+                "hallucinated": bool(ex.meta.get("hallucinated"))}
 
     def rationale(self, call: Call) -> str:
         ex = call.example
@@ -32,10 +40,11 @@ class ScriptedTeacher(Teacher):
         raise UserError(f"the scripted teacher cannot explain example '{ex.id}': it is not from a synthetic "
                         "task and carries no rationale; use an openai: or hf: teacher")
 
-    async def complete(self, call: Call) -> str:
+    async def complete(self, call: Call) -> Completion:
         self.requests += 1
         answer = call.example.teacher_answer or call.example.answer
         if call.kind == "answer":
-            return f" {answer}."
+            return Completion(f" {answer}.", finish_reason="stop")
         text = self.rationale(call)
-        return f"{text} Therefore, the answer is {answer}." if call.kind == "rationale+answer" else text
+        return Completion(f"{text} Therefore, the answer is {answer}." if call.kind == "rationale+answer" else text,
+                          finish_reason="stop")

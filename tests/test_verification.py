@@ -41,6 +41,7 @@ CASES = [
     (r"\boxed{18 \text{ apples}}", "18", True),
     (r"\boxed{\text{13}}", "13", True),
     (r"The answer is $1,234.", "1234", True),
+    (r"Therefore, the answer (arabic numerals) is 12{,}000.", "12000", True),
     # several boxes and numbers: the last box is the final answer
     (r"First \boxed{12}, but checking again, \boxed{14}.", "14", True),
     (r"First \boxed{12}, but checking again, \boxed{14}.", "12", False),

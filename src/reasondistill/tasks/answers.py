@@ -149,6 +149,9 @@ def _parse_after_marker(segment: str, answer_type: str, choices: dict[str, str] 
             return _latex_answer(math.group(1) or math.group(2))
         if line.startswith("\\"):  # "is \dfrac{7}{2}." without dollars
             return _latex_answer(re.split(r"\.\s|\s+(?=[A-Za-z]{2,}\b)", line)[0])
+        token = line.split()[0].rstrip(".,;")
+        if looks_latex(token):  # "is 12{,}000." or "2^{10}"
+            return _latex_answer(token)
         line = line.replace("$", "")
         m = _EXPR_RE.match(line)
         if m and re.search(r"\d\s*[-+*/x×][\s(-]*\d", m.group(0)):

@@ -238,3 +238,26 @@ def test_reasoning_flag_is_checked(tmp_path):
         teach("synthetic/coin_flip", "scripted", tmp_path / "r.jsonl", n=2, reasoning="maybe", progress=False)
     with pytest.raises(UserError, match="--batch-api"):
         teach("synthetic/coin_flip", "scripted", tmp_path / "r.jsonl", n=2, batch_api=True, progress=False)
+
+
+class CutOff(Teacher):
+    """Writes the right answer, but odd samples stop at the token limit (finish_reason "length")."""
+
+    kind = "test"
+
+    def __init__(self):
+        super().__init__("test:cutoff", "cutoff")
+
+    async def complete(self, call: Call) -> Completion:
+        return Completion(f"The answer is {call.example.answer}. And also", reasoning=f"Trace {call.sample}.",
+                          finish_reason="length" if call.sample % 2 else "stop")
+
+
+def test_truncated_ones_are_dropped_even_when_their_answer_is_right(tmp_path):
+    out = tmp_path / "r.jsonl"
+    s = teach("synthetic/coin_flip", CutOff(), out, n=3, samples=2, progress=False)
+    total = s["stats"]["total"]
+    assert (total["correct"], total["truncated"], total["kept"]) == (6, 3, 3)
+    assert {r["sample"] for r in rows(out)} == {0}
+    teach("synthetic/coin_flip", CutOff(), out, n=3, samples=2, keep="all", progress=False)
+    assert sorted(r["truncated"] for r in rows(out)) == [False] * 3 + [True] * 3

@@ -33,12 +33,13 @@ def select_records(records: list[dict[str, Any]], select: str = "all-correct",
     pool = [r for r in records if max_rationale_tokens is None or _tokens(r) <= max_rationale_tokens]
     if select == "all-correct":
         return pool
+    def rank(r: dict[str, Any]) -> tuple[int, int]:
+        return (_tokens(r) if select == "shortest-correct" else 0, r.get("sample", 0))
+
     best: dict[str, dict[str, Any]] = {}
     for r in pool:
         q = str(r.get("source_id", r["id"]))
-        rank = (_tokens(r) if select == "shortest-correct" else 0, r.get("sample", 0))
-        old = best.get(q)
-        if old is None or rank < (_tokens(old) if select == "shortest-correct" else 0, old.get("sample", 0)):
+        if q not in best or rank(r) < rank(best[q]):
             best[q] = r
     chosen = {id(r) for r in best.values()}
     return [r for r in pool if id(r) in chosen]

@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import PlainTextResponse
 
 from reasondistill.serving import background_server

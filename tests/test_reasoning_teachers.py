@@ -16,8 +16,8 @@ from reasondistill.cli import main
 from reasondistill.errors import UserError
 from reasondistill.rationales import select_records
 from reasondistill.serving import background_server
-from reasondistill.tasks import Example, load_task
-from reasondistill.teachers import Call, Completion, Teacher, get_teacher, teach
+from reasondistill.tasks import load_task
+from reasondistill.teachers import Call, Completion, Teacher, teach
 from reasondistill.teachers.reasoning import read_reply
 
 # question -> (gold in the file, the answer the teacher writes in LaTeX)
@@ -62,7 +62,8 @@ class ThinkServer:
         if model == "reasoning_content":
             usage["completion_tokens_details"] = {"reasoning_tokens": 25}
         if model in ("think", "r1"):
-            return {"content": ("<think>\n" if model == "think" else "") + f"{trace}\n</think>\n\n{final}"}, "stop", usage
+            opening = "<think>\n" if model == "think" else ""
+            return {"content": f"{opening}{trace}\n</think>\n\n{final}"}, "stop", usage
         return {"content": final, model: trace}, "stop", usage
 
     async def chat(self, request: Request):

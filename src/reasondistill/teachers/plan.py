@@ -84,7 +84,8 @@ class CallPlan:
         reply = read_reply(done[0], self.reasoning)
         if reply.trace is not None:
             rationale = reply.trace
-            answer = extract_answer(reply.answer_text, ex.answer_type, ex.choices) if reply.answer_text.strip() else None
+            answer = (extract_answer(reply.answer_text, ex.answer_type, ex.choices) if reply.answer_text.strip()
+                      else None)
             line = reply.answer_text.strip()
         else:
             rationale = reply.answer_text

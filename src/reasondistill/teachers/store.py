@@ -76,7 +76,8 @@ class CallStore:
         return (row[0], json.loads(row[1])) if row else None
 
     def add_batch(self, batch_id: str, keys: list[str]) -> None:
-        self._db.execute("INSERT OR REPLACE INTO batches VALUES (?, ?, 0, ?)", (batch_id, json.dumps(keys), time.time()))
+        self._db.execute("INSERT OR REPLACE INTO batches VALUES (?, ?, 0, ?)",
+                         (batch_id, json.dumps(keys), time.time()))
 
     def close_batch(self, batch_id: str) -> None:
         self._db.execute("UPDATE batches SET done = 1 WHERE id = ?", (batch_id,))

@@ -20,8 +20,9 @@ from .errors import UserError
 from .evaluation import evaluate as evaluate_predictions
 from .io import atomic_write_json, atomic_write_text, read_json
 from .kd import teacher_spec, tiny_student_for_teacher, use_stored_logits
+from .layout import layout_from_record, resolve_layout
 from .methods import format_question, get_method
-from .models import is_tiny, load_student, load_tokenizer
+from .models import apply_lora, is_tiny, load_student, load_tokenizer
 from .tasks import Example, load_task
 from .training import TrainConfig
 from .training import train as run_training
@@ -56,11 +57,13 @@ def train(method: str, data: str, out: str | Path, *, student: str = "tiny", met
           training: TrainConfig | dict | None = None, split: str = "train", n: int | None = None,
           seed: int = 0, hallucination: float = 0.0, keep: str = "correct", format: str | None = None,
           vocab_size: int = 600, lora_r: int = 0, resume: bool = False, progress: bool = True,
-          test_fraction: float = 0.2, split_seed: int | None = None) -> dict:
+          test_fraction: float = 0.2, split_seed: int | None = None, chat_template: str = "auto") -> dict:
     """Train a student with ``method`` on ``data`` and save it in ``out``. Returns the run record.
 
     ``split_seed`` (default: ``seed``) seeds the data alone: a file's train/test split or a synthetic
-    generator, so several training seeds can share one split."""
+    generator, so several training seeds can share one split. ``chat_template``: ``auto`` writes
+    every layout as the student's chat turns when its tokenizer has a template, ``none`` keeps plain
+    text, a file path supplies the template."""
     out = Path(out)
     config = training if isinstance(training, TrainConfig) else TrainConfig.from_dict(dict(training or {}))
     method_obj = get_method(method, **(method_options or {}))
@@ -75,19 +78,23 @@ def train(method: str, data: str, out: str | Path, *, student: str = "tiny", met
     call = {"method": method, "data": data, "student": student, "method_options": method_obj.options,
             "training": asdict(config), "split": split, "n": n, "seed": seed, "hallucination": hallucination,
             "keep": keep, "format": format, "vocab_size": vocab_size, "lora_r": lora_r,
-            "test_fraction": test_fraction, "split_seed": split_seed}
+            "test_fraction": test_fraction, "split_seed": split_seed,
+            "chat_template": chat_template}
     atomic_write_json(out / CALL_FILE, call)
 
     tiny = is_tiny(student)
     kd_teacher = teacher_spec(method_obj.options)
     if tiny and kd_teacher:  # token-level KD compares distributions id by id: share the teacher's tokenizer
         model, tokenizer = tiny_student_for_teacher(student, kd_teacher, seed=seed)
+        model = apply_lora(model, lora_r) if lora_r > 0 else model
     elif tiny and resume and (out / "tokenizer.json").exists():
         tokenizer = load_tokenizer(str(out))  # the tokenizer the checkpoint was trained with
-        model, _ = load_student(student, student_texts(kept), vocab_size=vocab_size, seed=seed)
+        model, _ = load_student(student, student_texts(kept), vocab_size=vocab_size, lora_r=lora_r, seed=seed)
     else:
         model, tokenizer = load_student(student, student_texts(kept), vocab_size=vocab_size, lora_r=lora_r,
                                         seed=seed)
+    layout = resolve_layout(tokenizer, chat_template, supported=method_obj.chat_layout, method=method)
+    method_obj.use_layout(layout)
     if tiny and PartialState().is_main_process:
         tokenizer.save_pretrained(str(out))
 
@@ -98,9 +105,10 @@ def train(method: str, data: str, out: str | Path, *, student: str = "tiny", met
     record = {"method": method, "method_options": method_obj.options, "data": data, "student": student,
               "answer_type": kept[0].answer_type, "n_train": len(kept), "n_loaded": len(examples),
               "max_new_tokens": int(max(target_lengths) * 1.25) + 8, "train": summary, "seed": seed,
-              "hallucination": hallucination, **method_obj.run_info()}
+              "hallucination": hallucination, "layout": layout.describe(), **method_obj.run_info()}
     if PartialState().is_main_process:  # under `accelerate launch`, one process writes the run folder
         unwrapped = model.merge_and_unload() if lora_r > 0 and hasattr(model, "merge_and_unload") else model
+        layout.mark_ends(unwrapped)
         method_obj.save(out, unwrapped, tokenizer)
         atomic_write_json(out / RUN_FILE, record)
     return record
@@ -114,6 +122,7 @@ def load_run(model_dir: str | Path):
     record = read_json(model_dir / RUN_FILE)
     method = get_method(record["method"], **record.get("method_options", {}))
     model, tokenizer = method.load(model_dir, default_device())
+    method.use_layout(layout_from_record(tokenizer, record.get("layout")))
     return method, model, tokenizer, record
 
 

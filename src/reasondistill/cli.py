@@ -19,7 +19,8 @@ S = argparse.SUPPRESS  # options left out stay out of the namespace, so YAML val
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "student": "tiny", "split": "train", "n": None, "seed": 0, "hallucination": 0.0, "keep": "correct",
-    "format": None, "vocab_size": 600, "lora_r": 0, "resume": False, "option": [], "method_options": {},
+    "format": None, "vocab_size": 600, "lora_r": 0, "chat_template": "auto", "resume": False, "option": [],
+    "method_options": {},
     "max_steps": 300, "batch_size": 16, "grad_accum": 1, "lr": None, "max_length": 512,
     "mixed_precision": "auto", "checkpoint_every": 100, "mask_rationale": None,
     "teacher_model": None, "teacher_logits": None, "kd_loss": None, "kd_weight": None, "kd_temperature": None,
@@ -80,7 +81,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     record = api.train(o["method"], o["data"], o["out"], student=o["student"], method_options=method_options,
                        training=training, split=o["split"], n=o["n"], seed=o["seed"],
                        hallucination=o["hallucination"], keep=o["keep"], format=o["format"],
-                       vocab_size=o["vocab_size"], lora_r=o["lora_r"], resume=o["resume"])
+                       vocab_size=o["vocab_size"], lora_r=o["lora_r"], resume=o["resume"],
+                       chat_template=o["chat_template"])
     summary = record["train"]
     from accelerate import PartialState
     if PartialState().is_main_process:
@@ -187,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", help="correct (default): drop rationales whose teacher answer is wrong; all")
     p.add_argument("--vocab-size", type=int, help="tiny students: tokenizer size (default 600)")
     p.add_argument("--lora-r", type=int, help="train LoRA adapters of this rank instead of all weights")
+    p.add_argument("--chat-template", help="auto (default: the student's own template when it has one), "
+                                           "none (plain text), or a Jinja template file")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--option", action="append", help="method option KEY=VALUE (repeatable)")
     p.add_argument("--mask-rationale", type=float, help="Masked Thought: mask this fraction of rationale inputs")

@@ -103,7 +103,8 @@ class StudentServer:
         self.answer_type = self.record.get("answer_type", "text")
         self.default_max_tokens = int(self.record.get("max_new_tokens", 128))
         self.max_tokens_limit = max_tokens_limit
-        self.batcher = Batcher(lambda jobs: generate_jobs(self.model, self.tokenizer, jobs), max_batch=max_batch,
+        ends = self.method.layout.end_ids(self.tokenizer)  # the chat template's end of turn, too
+        self.batcher = Batcher(lambda jobs: generate_jobs(self.model, self.tokenizer, jobs, ends), max_batch=max_batch,
                                wait_ms=wait_ms, max_queue=max_queue)
         self.counters = {"requests": 0, "in_flight": 0, "max_in_flight": 0, "errors": 0}
 

@@ -94,6 +94,12 @@ class Adaptive(Method):
         self.perception: Perception | None = None
         self.stats: dict = {}
 
+    def use_layout(self, layout) -> None:
+        """Both modes write, and are asked, in the same layout."""
+        super().use_layout(layout)
+        self.fast.use_layout(layout)
+        self.slow.use_layout(layout)
+
     # ----- training ---------------------------------------------------------------------------
     def prepare(self, examples: list[Example], tokenizer, model) -> None:
         """Choose the held-out questions that will label the perception module."""

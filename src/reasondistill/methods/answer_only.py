@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tasks import Example
-from .base import ANSWER, PROMPT, Feature, Method, encode_pieces, format_question, span_losses
+from .base import ANSWER, EOS, PROMPT, Feature, Method, format_question, span_losses
 
 
 class AnswerOnly(Method):
@@ -12,11 +12,11 @@ class AnswerOnly(Method):
     defaults = {}
 
     def prompt(self, example: Example) -> str:
-        return format_question(example) + "Answer:"
+        return self.layout.prompt(format_question(example), "Answer:")
 
     def features(self, example: Example, tokenizer) -> list[Feature]:
-        ids, spans = encode_pieces(tokenizer, [(self.prompt(example), PROMPT),
-                                               (f" {example.answer}", ANSWER), ("<eos>", ANSWER)])
+        ids, spans = self.encode(tokenizer, [(self.prompt(example), PROMPT),
+                                             (f" {example.answer}", ANSWER), (EOS, ANSWER)])
         return [Feature(ids, spans)]
 
     def loss(self, model, batch):

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..layout import EOS, Layout, newline_token_ids
 from ..tasks import Example, extract_answer
 
 PROMPT, ANSWER, RATIONALE = 0, 1, 2
@@ -65,15 +66,9 @@ def format_question(example: Example) -> str:
 
 
 def encode_pieces(tokenizer, pieces: list[tuple[str, int]]) -> tuple[list[int], list[int]]:
-    """Tokenise each (text, span) piece on its own so span boundaries are exact and the prompt's
-    tokens match what the student sees at inference. ``"<eos>"`` stands for the eos token."""
-    ids: list[int] = []
-    spans: list[int] = []
-    for text, span in pieces:
-        piece = [tokenizer.eos_token_id] if text == "<eos>" else tokenizer(text, add_special_tokens=False).input_ids
-        ids += piece
-        spans += [span] * len(piece)
-    return ids, spans
+    """Plain-text :meth:`Layout.encode`: each (text, span) piece tokenised on its own, ``"<eos>"``
+    the eos token. Methods with a chat-aware layout call ``self.encode`` instead."""
+    return Layout().encode(tokenizer, pieces)
 
 
 def span_losses(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[int, torch.Tensor]:
@@ -102,6 +97,7 @@ class Method:
     answer_first: ClassVar[bool] = False   # stop decoding right after the answer (PT, PST)
     uses_rationale: ClassVar[bool] = True  # training needs teacher rationales
     supports_kd: ClassVar[bool] = True     # False where run_model's logits are not the student's on input_ids
+    chat_layout: ClassVar[bool] = True     # False: the method writes its own prompts (plain text only)
     defaults: ClassVar[dict[str, Any]] = {"mask_rationale": 0.0, **KD_DEFAULTS}
 
     def __init__(self, **options: Any) -> None:
@@ -114,10 +110,20 @@ class Method:
         for key, value in self.options.items():
             setattr(self, key, value)
         self._rng = random.Random(0)
+        self.layout = Layout()  # plain text until the trainer or a run folder says otherwise
         from ..kd import check_kd_options
         check_kd_options(self.name, self.options, options)
         self._kd = None  # the kd.Distiller, attached by the trainer when a teacher is named
         self._extra_losses: list[dict[str, torch.Tensor]] = []
+
+    # ----- layout -----------------------------------------------------------------------------
+    def use_layout(self, layout: Layout) -> None:
+        """Render prompts and targets with ``layout`` (plain text or the student's chat turns)."""
+        self.layout = layout
+
+    def encode(self, tokenizer, pieces: list[tuple[str, int]]) -> tuple[list[int], list[int]]:
+        """``pieces`` (the prompt first, then the target) as ids and span codes, in this layout."""
+        return self.layout.encode(tokenizer, pieces)
 
     # ----- training ---------------------------------------------------------------------------
     def prepare(self, examples: list[Example], tokenizer, model) -> None:
@@ -225,22 +231,27 @@ class Method:
         """Greedy answers. Answer-first methods stop at the end of the answer line; with ``explain``
         they then continue to the rationale, timed separately (time to the end)."""
         prompts = [self.prompt(ex) for ex in examples]
+        ends = self.layout.end_ids(tokenizer)
         if self.answer_first:
+            line_ids, line_strings = self.layout.answer_stops(tokenizer)
             first = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                             stop_ids=newline_token_ids(tokenizer))
+                             stop_ids=line_ids, stop_strings=line_strings, end_ids=ends)
             rest = None
             if explain:
                 rest = generate(model, tokenizer, [p + t for p, (t, _, _) in zip(prompts, first)],
-                                max_new_tokens=max_new_tokens, batch_size=batch_size)
+                                max_new_tokens=max_new_tokens, batch_size=batch_size, end_ids=ends)
             preds = []
             for i, ex in enumerate(examples):
                 text, n, secs = first[i]
-                answer = extract_answer(text.strip(), ex.answer_type, ex.choices)
+                line = text
+                for marker in line_strings:  # the fallback stop: the answer ends where the marker starts
+                    line = line.split(marker, 1)[0]
+                answer = extract_answer(line.strip(), ex.answer_type, ex.choices)
                 more_text, more_n, more_secs = rest[i] if rest else ("", 0, 0.0)
-                rationale = more_text.split(":", 1)[1].strip() if ":" in more_text.split("\n")[0] else more_text.strip()
+                rationale = self.layout.rationale_text(more_text)
                 preds.append(Prediction(answer, text + more_text, rationale or None, n, n + more_n, secs, secs + more_secs))
             return preds
-        out = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        out = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, end_ids=ends)
         preds = []
         for ex, (text, n, secs) in zip(examples, out):
             answer, rationale = self.parse(text, ex)
@@ -248,25 +259,40 @@ class Method:
         return preds
 
 
-def newline_token_ids(tokenizer) -> list[int]:
-    """Every token whose text contains a newline: the answer-end marker of answer-first methods."""
-    cached = getattr(tokenizer, "_rd_newline_ids", None)
-    if cached is None:
-        vocab = tokenizer.get_vocab()
-        cached = sorted(i for i in vocab.values() if "\n" in tokenizer.decode([i]))
-        tokenizer._rd_newline_ids = cached
-    return cached
+class _StopOnText:
+    """Stopping criterion for a tokenizer that cannot write the stop token itself: a row is done
+    once its decoded new text contains one of ``strings``."""
+
+    def __init__(self, tokenizer, strings: list[str], start: int) -> None:
+        self.tokenizer, self.strings, self.start = tokenizer, strings, start
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.strings) for t in texts], device=input_ids.device)
+
+
+def _stop_at_text(tokenizer, seq: list[int], strings: list[str]) -> int | None:
+    """New tokens up to and including the one that completes a stop string (None: not reached)."""
+    for j in range(1, len(seq) + 1):
+        if any(s in tokenizer.decode(seq[:j], skip_special_tokens=True) for s in strings):
+            return j
+    return None
 
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int = 32,
-             stop_ids: list[int] | None = None) -> list[tuple[str, int, float]]:
+             stop_ids: list[int] | None = None, stop_strings: list[str] | None = None,
+             end_ids: list[int] | None = None) -> list[tuple[str, int, float]]:
     """Batched greedy decoding with the KV cache. Returns per prompt (text, new tokens up to and
-    including the stop token, seconds): the seconds are the batch's wall time divided evenly."""
+    including the stop token, seconds): the seconds are the batch's wall time divided evenly.
+    ``end_ids`` (eos, a chat template's end of turn) stop and are left out of the text; ``stop_ids``
+    stop and stay; ``stop_strings`` stop once the decoded text contains them."""
+    from transformers import StoppingCriteriaList
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    eos = [tokenizer.eos_token_id] + list(stop_ids or [])
+    ends = set([tokenizer.eos_token_id, *(end_ids or [])])
+    eos = list(dict.fromkeys([tokenizer.eos_token_id, *(end_ids or []), *(stop_ids or [])]))
     eos_set = set(eos)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     results: list[tuple[str, int, float]] = [("", 0, 0.0)] * len(prompts)
@@ -275,23 +301,27 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = {k: v.to(device) for k, v in enc.items()}
+        enc = {k: enc[k].to(device) for k in ("input_ids", "attention_mask")}  # never token_type_ids
+        width = enc["input_ids"].shape[1]
+        criteria = StoppingCriteriaList([_StopOnText(tokenizer, stop_strings, width)]) if stop_strings else None
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
-                             pad_token_id=pad, use_cache=True)
+                             pad_token_id=pad, use_cache=True, stopping_criteria=criteria)
         if device.type == "cuda":
             torch.cuda.synchronize()
         secs = (time.perf_counter() - t0) / len(idx)
-        new = out[:, enc["input_ids"].shape[1]:].tolist()
+        new = out[:, width:].tolist()
         for i, seq in zip(idx, new):
             n = len(seq)
             for j, t in enumerate(seq):
                 if t in eos_set:
                     n = j + 1
                     break
-            keep = [t for t in seq[:n] if t != tokenizer.eos_token_id]
+            if stop_strings:
+                n = min(n, _stop_at_text(tokenizer, seq[:n], stop_strings) or n)
+            keep = [t for t in seq[:n] if t not in ends]
             results[i] = (tokenizer.decode(keep, skip_special_tokens=True), n, secs)
     model.train(was_training)
     return results

@@ -135,6 +135,7 @@ def answer_nll(logp: torch.Tensor, answer_ids: torch.Tensor) -> torch.Tensor:
 
 class KPOD(PreThinking):
     name = "kpod"
+    chat_layout = False  # its own token layout (steps, weights): plain text only
     defaults = {"weight_floor": 0.5, "sparsity": 0.5, "mask_steps": 300, "answer_model_steps": 300,
                 "mask_dim": 64, "mask_batch_size": 32, "answer_lr": 1e-2, "mask_lr": 3e-3, "temperature": 0.5,
                 "start_steps": 1, "schedule_updates": 4, "progressive_until": 0.5, "diversity_weight": 0.5,

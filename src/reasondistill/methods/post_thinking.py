@@ -9,7 +9,7 @@ amplifier on examples whose answer the student gets wrong.
 from __future__ import annotations
 
 from ..tasks import Example
-from .base import ANSWER, PROMPT, RATIONALE, Feature, Method, encode_pieces, format_question, span_losses
+from .base import ANSWER, EOS, PROMPT, RATIONALE, Feature, Method, format_question, span_losses
 
 
 class PostThinking(Method):
@@ -18,13 +18,18 @@ class PostThinking(Method):
     defaults = {"answer_weight": 1.0, "rationale_weight": 0.5}
 
     def prompt(self, example: Example) -> str:
-        return format_question(example) + "Answer:"
+        return self.layout.prompt(format_question(example), "Answer:")
 
     def features(self, example: Example, tokenizer) -> list[Feature]:
         # The answer span ends with the newline: predicting it is how the student learns to stop.
-        ids, spans = encode_pieces(tokenizer, [
+        # Then the rationale: a think block after the answer for students that know think tags.
+        if self.layout.think:
+            rationale = [(self.layout.think_block(example.rationale), RATIONALE)]
+        else:
+            rationale = [("Rationale:", RATIONALE), (f" {example.rationale.strip()}", RATIONALE)]
+        ids, spans = self.encode(tokenizer, [
             (self.prompt(example), PROMPT), (f" {example.answer}", ANSWER), ("\n", ANSWER),
-            ("Rationale:", RATIONALE), (f" {example.rationale.strip()}", RATIONALE), ("<eos>", RATIONALE)])
+            *rationale, (EOS, RATIONALE)])
         return [Feature(ids, spans)]
 
     def ntp_losses(self, logits, batch) -> dict:

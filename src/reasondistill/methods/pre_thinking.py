@@ -7,7 +7,8 @@ includes the rationale, and a rationale that goes astray drags the answer with i
 from __future__ import annotations
 
 from ..tasks import Example, extract_answer
-from .base import ANSWER, PROMPT, RATIONALE, Feature, Method, encode_pieces, format_question, span_losses
+from ..layout import THINK_CLOSE, THINK_OPEN
+from .base import ANSWER, EOS, PROMPT, RATIONALE, Feature, Method, format_question, span_losses
 
 ANSWER_MARKER = "\nAnswer:"
 
@@ -17,12 +18,15 @@ class PreThinking(Method):
     defaults = {}
 
     def prompt(self, example: Example) -> str:
-        return format_question(example) + "Rationale:"
+        return self.layout.prompt(format_question(example), "" if self.layout.think else "Rationale:")
 
     def features(self, example: Example, tokenizer) -> list[Feature]:
-        ids, spans = encode_pieces(tokenizer, [
-            (self.prompt(example), PROMPT), (f" {example.rationale.strip()}", RATIONALE),
-            (ANSWER_MARKER, ANSWER), (f" {example.answer}", ANSWER), ("<eos>", ANSWER)])
+        if self.layout.think:  # a think block, then the answer after it
+            target = [(self.layout.think_block(example.rationale), RATIONALE), (f"\n\n{example.answer}", ANSWER)]
+        else:
+            target = [(f" {example.rationale.strip()}", RATIONALE), (ANSWER_MARKER, ANSWER),
+                      (f" {example.answer}", ANSWER)]
+        ids, spans = self.encode(tokenizer, [(self.prompt(example), PROMPT), *target, (EOS, ANSWER)])
         return [Feature(ids, spans)]
 
     def loss(self, model, batch):
@@ -34,6 +38,12 @@ class PreThinking(Method):
         return {"loss": total, **{f"ce_{'answer' if c == ANSWER else 'rationale'}": v for c, v in parts.items()}}
 
     def parse(self, text: str, example: Example):
+        if self.layout.think:
+            if THINK_CLOSE not in text:  # the think block never closed: no answer
+                return None, text.replace(THINK_OPEN, "").strip()
+            thought, _, tail = text.partition(THINK_CLOSE)
+            return extract_answer(tail.strip(), example.answer_type, example.choices), \
+                thought.replace(THINK_OPEN, "").strip()
         rationale, marker, tail = text.rpartition(ANSWER_MARKER.strip())
         if not marker:  # the student never reached the answer line
             return None, text.strip()

@@ -8,7 +8,7 @@ shared weights. Each example costs two sequences (two forward passes) in trainin
 from __future__ import annotations
 
 from ..tasks import Example
-from .base import ANSWER, PROMPT, RATIONALE, Feature, Method, encode_pieces, format_question, span_losses
+from .base import ANSWER, EOS, PROMPT, RATIONALE, Feature, Method, format_question, span_losses
 
 
 class Prefix(Method):
@@ -16,14 +16,16 @@ class Prefix(Method):
     defaults = {"rationale_weight": 1.0}
 
     def prompt(self, example: Example) -> str:
-        return "[answer] " + format_question(example) + "Answer:"
+        return self.layout.prompt("[answer] " + format_question(example), "Answer:")
 
     def features(self, example: Example, tokenizer) -> list[Feature]:
-        answer_ids, answer_spans = encode_pieces(tokenizer, [
-            (self.prompt(example), PROMPT), (f" {example.answer}", ANSWER), ("<eos>", ANSWER)])
-        rationale_ids, rationale_spans = encode_pieces(tokenizer, [
-            ("[rationale] " + format_question(example) + "Rationale:", PROMPT),
-            (f" {example.rationale.strip()}", RATIONALE), ("<eos>", RATIONALE)])
+        answer_ids, answer_spans = self.encode(tokenizer, [
+            (self.prompt(example), PROMPT), (f" {example.answer}", ANSWER), (EOS, ANSWER)])
+        think = self.layout.think
+        rationale = self.layout.think_block(example.rationale) if think else f" {example.rationale.strip()}"
+        rationale_ids, rationale_spans = self.encode(tokenizer, [
+            (self.layout.prompt("[rationale] " + format_question(example), "" if think else "Rationale:"), PROMPT),
+            (rationale, RATIONALE), (EOS, RATIONALE)])
         return [Feature(answer_ids, answer_spans), Feature(rationale_ids, rationale_spans)]
 
     def loss(self, model, batch):

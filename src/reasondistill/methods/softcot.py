@@ -140,6 +140,7 @@ class SoftThoughtMethod(Method):
 
     second_role: ClassVar[str] = "assistant"  # the second model's name in messages and references
     supports_kd = False  # the main model reads spliced embeddings, not input_ids: token KD does not apply
+    chat_layout = False  # the main prompt has thought slots inside it: plain text only
     trains_second: ClassVar[bool] = False     # semcot's generator trains; softcot's assistant does not
     layout_options: ClassVar[tuple[str, ...]] = ()  # options that shape the main prompt (checked across stages)
     defaults: ClassVar[dict[str, Any]] = {"assistant": None, "projection": "linear", "stage": "bridge"}

@@ -14,6 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from ..errors import UserError
+from ..hub import hub_reachable, is_hub_id, local_only, not_cached
 from .tokenizer import train_tokenizer
 
 # name -> (hidden, layers, heads, mlp); "micro" is for unit tests, "tiny" for the demo and benches.
@@ -43,36 +44,82 @@ def build_tiny_student(spec: str, texts: Iterable[str], *, vocab_size: int = 600
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    return model, tok
+    return model, prepare_tokenizer(tok, spec)
 
 
-def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
-    tok = AutoTokenizer.from_pretrained(spec)
+def prepare_tokenizer(tok: PreTrainedTokenizerBase, name: str) -> PreTrainedTokenizerBase:
+    """Bring any tokenizer to the conventions the trainer and decoders rely on, or refuse in one
+    line: an eos token (sequences must end), a pad token (the eos when there is none), no
+    ``token_type_ids`` (BERT-style tokenizers return them and causal LMs' ``generate`` refuses
+    them), left padding for batched inference (the trainer right-pads on its own)."""
+    if tok.eos_token is None:
+        raise UserError(f"the tokenizer of '{name}' has no eos token, so a student could never learn to stop; "
+                        "set one and save it (tok.eos_token = '</s>' or an existing token such as its sep "
+                        "token; tok.save_pretrained(DIR)) and pass DIR")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    tok.model_input_names = [n for n in tok.model_input_names if n != "token_type_ids"]
     tok.padding_side = "left"
     return tok
 
 
+def load_tokenizer(spec: str, what: str = "student") -> PreTrainedTokenizerBase:
+    """The tokenizer of a folder or hub id, with :func:`prepare_tokenizer`'s conventions."""
+    try:
+        tok = AutoTokenizer.from_pretrained(spec, local_files_only=local_only(spec))
+    except (OSError, ValueError) as e:
+        raise _load_error(what, spec, e) from None
+    return prepare_tokenizer(tok, spec)
+
+
+def _load_error(what: str, spec: str, e: Exception) -> UserError:
+    if not Path(spec).exists() and not hub_reachable():
+        return not_cached(what, spec)
+    return UserError(f"cannot load {what} '{spec}': {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+
+
+def _load_model(spec: str, what: str, dtype: str = "auto"):
+    try:
+        model = AutoModelForCausalLM.from_pretrained(spec, dtype=dtype, local_files_only=local_only(spec))
+    except (OSError, ValueError) as e:
+        raise _load_error(what, spec, e) from None
+    return model
+
+
+def _match_special_ids(model, tok: PreTrainedTokenizerBase) -> None:
+    """Configs saved without a pad id (GPT-2, GPT-NeoX) get the tokenizer's, so ``generate`` does
+    not guess; the ids the tokenizer settled on are the ones decoding uses."""
+    for cfg in (model.config, getattr(model, "generation_config", None)):
+        if cfg is not None and getattr(cfg, "pad_token_id", None) is None:
+            cfg.pad_token_id = tok.pad_token_id
+
+
+def apply_lora(model, lora_r: int):
+    """LoRA adapters of rank ``lora_r`` on every linear layer (peft); the base weights freeze."""
+    from peft import LoraConfig, get_peft_model
+    return get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0,
+                                            target_modules="all-linear", task_type="CAUSAL_LM"))
+
+
 def load_student(spec: str, texts: Iterable[str] | None = None, *, vocab_size: int = 600,
                  lora_r: int = 0, dtype: str = "auto", seed: int = 0):
-    """Return ``(model, tokenizer)`` for ``spec``: a tiny size name, a local path or a hub id."""
+    """Return ``(model, tokenizer)`` for ``spec``: a tiny size name, a local path or a hub id
+    (``gpt2``, ``org/name``). ``lora_r > 0`` wraps the model in LoRA adapters, tiny ones included."""
+    if lora_r < 0:
+        raise UserError(f"--lora-r must be 0 (train all weights) or a positive rank, got {lora_r}")
     if is_tiny(spec):
         if texts is None:
             raise UserError(f"student '{spec}' needs training text to build its tokenizer")
-        return build_tiny_student(spec, texts, vocab_size=vocab_size, seed=seed)
-    if not Path(spec).exists() and spec.count("/") != 1:
-        raise UserError(f"student '{spec}' is neither a tiny size ({', '.join(TINY_SIZES)}), "
-                        "a local folder, nor a hub id like 'Qwen/Qwen2.5-0.5B'")
-    try:
+        model, tok = build_tiny_student(spec, texts, vocab_size=vocab_size, seed=seed)
+    else:
+        if not Path(spec).exists() and not is_hub_id(spec):
+            raise UserError(f"student '{spec}' is neither a tiny size ({', '.join(TINY_SIZES)}), "
+                            "a local folder, nor a hub id like 'gpt2' or 'Qwen/Qwen2.5-0.5B'")
         tok = load_tokenizer(spec)
-        model = AutoModelForCausalLM.from_pretrained(spec, dtype=dtype)
-    except OSError as e:
-        raise UserError(f"cannot load student '{spec}': {str(e).splitlines()[0]}") from None
+        model = _load_model(spec, "student", dtype)
+        _match_special_ids(model, tok)
     if lora_r > 0:
-        from peft import LoraConfig, get_peft_model
-        model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0,
-                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+        model = apply_lora(model, lora_r)
     return model, tok
 
 
@@ -80,10 +127,8 @@ def load_frozen(ref: str, what: str = "model"):
     """``(model, tokenizer)`` of a trained causal LM (a run folder, a local path or a hub id) to use
     frozen: eval mode, no gradients. Teachers (KD) and SoftCoT/SemCoT's frozen models load this way;
     ``what`` names the role in the one-line error a bad path gives."""
-    try:
-        tokenizer = load_tokenizer(ref)
-        model = AutoModelForCausalLM.from_pretrained(ref, dtype="auto")
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot load {what} '{ref}': {str(e).splitlines()[0]}") from None
+    tokenizer = load_tokenizer(ref, what)
+    model = _load_model(ref, what)
+    _match_special_ids(model, tokenizer)
     model.eval().requires_grad_(False)
     return model, tokenizer

@@ -322,14 +322,33 @@ _HUB_ALIASES = {"openai/gsm8k": "gsm8k", "chilled/svamp": "svamp", "tau/commonse
                 "commonsenseqa": "commonsense_qa", "deepmind/aqua_rat": "aqua_rat", "aqua": "aqua_rat"}
 
 
+def load_dataset(repo: str, *args: Any, split: str, **kw: Any):
+    """``datasets.load_dataset``, but without a reachable hub it reads the cache alone (no minute
+    of retries), and any failure is one line: not cached (how to get a local copy) or the cause."""
+    import datasets
+
+    from ..hub import hub_reachable, not_cached
+    config = getattr(datasets, "config", None)
+    offline, saved = not hub_reachable(), getattr(config, "HF_HUB_OFFLINE", False)
+    if config is not None:
+        config.HF_HUB_OFFLINE = saved or offline
+    try:
+        return datasets.load_dataset(repo, *args, split=split, **kw)
+    except (OSError, ValueError) as e:  # ConnectionError, FileNotFoundError, a bad split name
+        if offline and not isinstance(e, ValueError):
+            raise not_cached("dataset", repo, dataset=True) from None
+        raise UserError(f"cannot load hub dataset '{repo}' split '{split}': {str(e).splitlines()[0]}") from None
+    finally:
+        if config is not None:
+            config.HF_HUB_OFFLINE = saved
+
+
 def load_hf_dataset(name: str, split: str, **kw: Any) -> list[Example]:
     """A standard set from the Hugging Face hub (needs network or a warm cache); ``kw`` goes to
     ``datasets.load_dataset`` (cache_dir, revision, ...)."""
     key = _HUB_ALIASES.get(name.lower(), name.lower())
     if key not in HUB_DATASETS:
         raise UserError(f"unknown hub dataset '{name}'; supported: {', '.join(HUB_DATASETS)}")
-    from datasets import load_dataset
-
     examples: list[Example] = []
     if key == "gsm8k":
         rows = load_dataset("openai/gsm8k", "main", split=split, **kw)

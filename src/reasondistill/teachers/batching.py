@@ -50,30 +50,32 @@ class QueueFull(Exception):
 
 
 def newline_ids(tokenizer) -> list[int]:
-    from ..methods.base import newline_token_ids
+    from ..layout import newline_token_ids
     return newline_token_ids(tokenizer)
 
 
 @torch.no_grad()
-def generate_jobs(model, tokenizer, jobs: list[GenJob]) -> list[GenResult]:
+def generate_jobs(model, tokenizer, jobs: list[GenJob], end_ids: list[int] | None = None) -> list[GenResult]:
     """Run jobs in as few ``model.generate`` calls as their sampling settings allow.
 
     Jobs with the same (temperature, top_p, newline stop) share a call decoding up to the largest
     ``max_new_tokens``; each result is then cut at its own limit and stop strings, which for greedy
-    decoding equals generating it alone.
+    decoding equals generating it alone. ``end_ids`` (a chat template's end of turn) end a job like
+    the eos and are left out of its text.
     """
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
+    ends = {eos, *(end_ids or [])}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     results: list[GenResult | None] = [None] * len(jobs)
     groups: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):
         groups.setdefault((job.temperature, job.top_p, job.stop_at_newline), []).append(i)
     for (temperature, top_p, at_newline), idx in groups.items():
-        stops = [eos] + (newline_ids(tokenizer) if at_newline else [])
+        stops = list(dict.fromkeys([eos, *(end_ids or []), *(newline_ids(tokenizer) if at_newline else [])]))
         stop_set = set(stops)
         enc = tokenizer([jobs[i].prompt for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = {k: v.to(device) for k, v in enc.items()}
+        enc = {k: enc[k].to(device) for k in ("input_ids", "attention_mask")}  # never token_type_ids
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else \
             {"do_sample": False}
         out = model.generate(**enc, max_new_tokens=max(jobs[i].max_new_tokens for i in idx), eos_token_id=stops,
@@ -87,7 +89,7 @@ def generate_jobs(model, tokenizer, jobs: list[GenJob]) -> list[GenResult]:
                 if t in stop_set:
                     n, reason = j + 1, "stop"
                     break
-            text = tokenizer.decode([t for t in seq[:n] if t != eos], skip_special_tokens=True)
+            text = tokenizer.decode([t for t in seq[:n] if t not in ends], skip_special_tokens=True)
             text, cut = cut_at(text, job.stop)
             results[i] = GenResult(text, int(prompt_lens[row]), n, "stop" if cut else reason)
     return results  # type: ignore[return-value]

@@ -14,11 +14,11 @@ from reasondistill.errors import UserError
 from reasondistill.layout import THINK_OPEN, resolve_layout
 from reasondistill.methods import CORE_METHODS, METHODS, PROMPT, format_question, get_method
 from reasondistill.methods.base import generate
-from reasondistill.models import load_student, load_tokenizer
+from reasondistill.models import load_student, load_tokenizer, prepare_tokenizer
 from reasondistill.serving import create_app
 from reasondistill.tasks import generate as generate_task
 
-from families import BERT_LIKE, BERT_NO_EOS, FAMILIES, build_student, family_texts
+from families import BERT_LIKE, BERT_NO_EOS, FAMILIES, build_student, build_tokenizer, family_texts
 
 CHAT = [name for name, f in FAMILIES.items() if f.template]
 STEPS = {"max_steps": 2, "batch_size": 8, "lr": 1e-2, "checkpoint_every": 0, "log_every": 1}
@@ -130,8 +130,10 @@ def test_plain_students_keep_todays_markers(folders, example):
 def test_tokenizer_conventions(folders, tmp_path):
     _, gpt2 = load_student(str(folders["gpt2"]))  # shipped without a pad token
     assert gpt2.pad_token_id == gpt2.eos_token_id and gpt2.padding_side == "left"
-    bert = load_tokenizer(str(folders[BERT_LIKE.name]))
-    assert "token_type_ids" not in bert("a coin")  # generate() refuses them on causal LMs
+    bert = build_tokenizer(BERT_LIKE, family_texts(8))
+    assert "token_type_ids" in bert("a coin")  # as BERT's tokenizers ship
+    assert "token_type_ids" not in prepare_tokenizer(bert, "bert")("a coin")  # causal LMs' generate() refuses them
+    assert "token_type_ids" not in load_tokenizer(str(folders[BERT_LIKE.name]))("a coin")
     with pytest.raises(UserError, match="no eos token.*tok.eos_token"):
         load_student(str(build_student(BERT_NO_EOS, tmp_path / "no-eos")))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 import torch
@@ -70,20 +71,35 @@ def unreachable_hub(monkeypatch):
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    import datasets.config
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # read once, at import
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     hub_reachable.cache_clear()
-    yield
+    assert not hub_reachable()  # the one probe
+    attempts = []  # every later connection attempt: failing fast means making none (no retries)
+
+    def connect(sock, address):
+        attempts.append(address)
+        raise ConnectionRefusedError(111, "refused")
+    def resolve(host, *args, **kwargs):
+        attempts.append(host)
+        raise socket.gaierror(-2, "Name or service not known")
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    yield attempts
     hub_reachable.cache_clear()
 
 
 def test_hub_ids_are_accepted_and_fail_fast_offline(unreachable_hub):
-    from reasondistill.hub import hub_reachable, is_hub_id
-    assert not hub_reachable()
+    from reasondistill.hub import is_hub_id
     assert is_hub_id("gpt2") and is_hub_id("Qwen/Qwen2.5-0.5B") and not is_hub_id("a/b/c")
     with pytest.raises(UserError, match=r"'nobody-here/no-such-model' is not in the local Hugging Face cache.*"
                                         r"hf download nobody-here/no-such-model --local-dir DIR"):
         load_student("nobody-here/no-such-model")
     with pytest.raises(UserError, match="student 'no-such-gpt' is not in the local"):  # no namespace: still a hub id
         load_student("no-such-gpt")
+    assert unreachable_hub == []
 
 
 def test_hub_dataset_fails_fast_offline(unreachable_hub):
@@ -91,6 +107,7 @@ def test_hub_dataset_fails_fast_offline(unreachable_hub):
     with pytest.raises(UserError, match=r"dataset 'tau/commonsense_qa' is not in the local Hugging Face cache"
                                         r".*--repo-type dataset"):
         load_task("hf:commonsense_qa", "validation")
+    assert unreachable_hub == []
 
 
 def test_offline_student_is_one_line_on_the_cli(tmp_path):

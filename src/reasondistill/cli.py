@@ -93,6 +93,17 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from . import api
     o = resolve(args, EVAL_DEFAULTS)
+    require(o, "eval", "data")
+    if o.get("server"):  # a student behind an OpenAI-compatible server
+        from .remote import evaluate_server
+        metrics = evaluate_server(o["server"], o["data"], served_model=o.get("served_model"), model=o.get("model"),
+                                  method=o.get("method"), split=o["split"], n=o["n"], seed=o["seed"], out=o["out"],
+                                  format=o["format"], max_new_tokens=o["max_new_tokens"],
+                                  explain=not o["no_explain"], concurrency=o.get("concurrency") or 8)
+        print(json.dumps({k: metrics[k] for k in ("method", "n", "accuracy", "tokens_to_answer", "ms_to_answer",
+                                                  "tokens_total", "ms_total", "consistency")}, indent=2))
+        return
+    require(o, "eval", "model")
     metrics = api.evaluate(o["model"], o["data"], split=o["split"], n=o["n"], seed=o["seed"], out=o["out"],
                            format=o["format"], batch_size=o["batch_size"], max_new_tokens=o["max_new_tokens"],
                            explain=not o["no_explain"])
@@ -210,8 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a trained run folder", argument_default=S)
     p.add_argument("--config")
-    p.add_argument("--model", required=True, help="run folder written by train")
-    p.add_argument("--data", required=True)
+    p.add_argument("--model", help="run folder written by train (with --server: optional, gives method and layout)")
+    p.add_argument("--data")
+    p.add_argument("--server", help="evaluate the student behind this OpenAI-compatible server (http://host:port)")
+    p.add_argument("--served-model", help="with --server: the model id the server serves (default: its only one)")
+    p.add_argument("--method", help="with --server and no --model: the student's method (our serve says it itself)")
+    p.add_argument("--concurrency", type=int, help="with --server: requests in flight at once (default 8)")
     p.add_argument("--split")
     p.add_argument("--n", type=int)
     p.add_argument("--seed", type=int)

@@ -86,12 +86,16 @@ def evaluate(method: Method, model, tokenizer, examples: list[Example], *, out_d
     if similarity:
         metrics["rationale_similarity"] = rationale_similarity(examples, predictions)
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        atomic_write_json(out_dir / "metrics.json", metrics)
-        atomic_write_jsonl(out_dir / "predictions.jsonl", [
-            {"id": ex.id, "question": ex.question, "gold": ex.answer, "answer": p.answer,
-             "correct": is_correct(p.answer, ex.answer, ex.answer_type), "text": p.text,
-             "tokens_to_answer": p.tokens_to_answer, "tokens_total": p.tokens_total,
-             **({"extras": p.extras} if p.extras else {})}  # e.g. adaptive's mode for this question
-            for ex, p in zip(examples, predictions)])
+        atomic_write_json(Path(out_dir) / "metrics.json", metrics)
+        write_results(out_dir, examples, predictions)
     return metrics
+
+
+def write_results(out_dir: str | Path, examples: list[Example], predictions: list[Prediction]) -> None:
+    """predictions.jsonl: one row per question, what local and served evaluation both write."""
+    atomic_write_jsonl(Path(out_dir) / "predictions.jsonl", [
+        {"id": ex.id, "question": ex.question, "gold": ex.answer, "answer": p.answer,
+         "correct": is_correct(p.answer, ex.answer, ex.answer_type), "text": p.text,
+         "tokens_to_answer": p.tokens_to_answer, "tokens_total": p.tokens_total,
+         **({"extras": p.extras} if p.extras else {})}  # e.g. adaptive's mode for this question
+        for ex, p in zip(examples, predictions)])

@@ -38,7 +38,12 @@ def hub_reachable() -> bool:
         socket.create_connection((url.hostname or "huggingface.co", port), timeout=PROBE_TIMEOUT_S).close()
         return True
     except OSError:
-        return False
+        pass
+    # The libraries read offline mode once, at import: tell them now, so nothing of theirs (file
+    # lookups, agent registries) waits on the network for the rest of this process.
+    import huggingface_hub.constants
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+    return False
 
 
 def is_hub_id(spec: str) -> bool:

@@ -12,6 +12,7 @@ rest; what a kill can cost is the calls in flight at that moment (at most ``conc
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -113,7 +114,11 @@ def teach(data: str, teacher: str | Teacher, out: str | Path, *, split: str | No
             asyncio.run(_collect(plan, states, teacher, concurrency, progress))
         stored_after = len(calls)
         label = teacher_label(plan.identity)
-        others = Counter(teacher_label(r["teacher"]) for r in calls.requests() if r.get("teacher") != plan.identity)
+        mine = json.dumps(plan.identity, sort_keys=True)
+        others: Counter = Counter()
+        for identity, count in calls.teachers().items():
+            if identity != mine:
+                others[teacher_label(json.loads(identity) or {})] += count
     seconds = time.perf_counter() - t0
 
     records = [plan.record(state, samples) for state in states]

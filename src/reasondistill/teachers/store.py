@@ -86,6 +86,11 @@ class CallStore:
         (n,) = self._db.execute("SELECT COUNT(*) FROM batches").fetchone()
         return n
 
+    def teachers(self) -> dict[str, int]:
+        """How many stored calls each teacher identity (as canonical JSON) answered."""
+        rows = self._db.execute("SELECT json_extract(request, '$.teacher'), COUNT(*) FROM calls GROUP BY 1")
+        return {json.dumps(json.loads(t) if t else None, sort_keys=True): n for t, n in rows}
+
     def requests(self) -> list[dict[str, Any]]:
         """Every stored request in insertion order (benchmarks replay them)."""
         return [json.loads(r) for (r,) in self._db.execute("SELECT request FROM calls ORDER BY rowid")]

@@ -129,14 +129,16 @@ def load_run(model_dir: str | Path):
 def evaluate(model: str | Path, data: str, *, split: str = "test", n: int | None = None, seed: int = 0,
              out: str | Path | None = None, format: str | None = None, batch_size: int = 32,
              max_new_tokens: int | None = None, explain: bool = True, progress: bool = True,
-             test_fraction: float = 0.2, similarity: bool = True) -> dict:
+             test_fraction: float = 0.2, similarity: bool = True, similarity_encoder: str | None = None) -> dict:
     """Evaluate the run folder ``model`` on ``data``; metrics.json goes to ``out`` (default: ``model``).
-    For a file, ``seed`` and ``test_fraction`` pick the split: pass the ones training used."""
+    For a file, ``seed`` and ``test_fraction`` pick the split: pass the ones training used.
+    ``similarity_encoder`` measures rationale similarity in that encoder (default: ROUGE-L F1)."""
     method, student, tokenizer, record = load_run(model)
     examples = load_task(data, split, n=n, seed=seed, test_fraction=test_fraction, format=format)
     metrics = evaluate_predictions(method, student, tokenizer, examples, out_dir=out or model,
                                    batch_size=batch_size, max_new_tokens=max_new_tokens or record["max_new_tokens"],
-                                   explain=explain, similarity=similarity and explain, progress=progress)
+                                   explain=explain, similarity=similarity and explain,
+                                   similarity_encoder=similarity_encoder, progress=progress)
     metrics["data"] = data
     metrics["split"] = split
     metrics.update({k: record[k] for k in ("trainable_params", "frozen_params") if k in record})
@@ -182,10 +184,13 @@ def demo(out: str | Path = "runs/demo", *, quick: bool = False, methods: list[st
 
 
 def comparison_markdown(rows: list[dict]) -> str:
-    """One table: method, accuracy, tokens and milliseconds to the answer, and to the end."""
-    lines = ["| method | accuracy | tokens to answer | ms to answer | tokens total | ms total |",
-             "|---|---:|---:|---:|---:|---:|"]
+    """One table: method, accuracy, the share answered (a parseable answer; an unexplained zero is
+    usually a student that never writes the answer marker), tokens and milliseconds to the answer,
+    and to the end."""
+    lines = ["| method | accuracy | answered | tokens to answer | ms to answer | tokens total | ms total |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['accuracy']:.3f} | {r['tokens_to_answer']:.1f} | "
+        lines.append(f"| {r['method']} | {r['accuracy']:.3f} | {r.get('answered', float('nan')):.2f} | "
+                     f"{r['tokens_to_answer']:.1f} | "
                      f"{r['ms_to_answer']:.2f} | {r['tokens_total']:.1f} | {r['ms_total']:.2f} |")
     return "\n".join(lines)

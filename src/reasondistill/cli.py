@@ -26,7 +26,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "teacher_model": None, "teacher_logits": None, "kd_loss": None, "kd_weight": None, "kd_temperature": None,
 }
 EVAL_DEFAULTS: dict[str, Any] = {"split": "test", "n": None, "seed": 0, "out": None, "format": None,
-                                 "batch_size": 32, "max_new_tokens": None, "no_explain": False}
+                                 "batch_size": 32, "max_new_tokens": None, "no_explain": False,
+                                 "similarity_encoder": None}
 
 
 def _parse_value(text: str) -> Any:
@@ -106,11 +107,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
     require(o, "eval", "model")
     metrics = api.evaluate(o["model"], o["data"], split=o["split"], n=o["n"], seed=o["seed"], out=o["out"],
                            format=o["format"], batch_size=o["batch_size"], max_new_tokens=o["max_new_tokens"],
-                           explain=not o["no_explain"])
-    # The core columns, then whatever the method adds (adaptive's routing, softcot's parameter counts).
-    core = ("method", "n", "accuracy", "tokens_to_answer", "ms_to_answer", "tokens_total", "ms_total", "consistency")
+                           explain=not o["no_explain"], similarity_encoder=o["similarity_encoder"])
+    # The core columns (answered beside accuracy, consistency beside its denominator), then whatever
+    # the method adds (adaptive's routing, softcot's parameter counts).
+    core = ("method", "n", "accuracy", "answered", "tokens_to_answer", "ms_to_answer", "tokens_total", "ms_total",
+            "consistency", "rationale_concludes", "rationale_similarity", "rationale_similarity_measure")
     extra = sorted(k for k in metrics if k.endswith(("_fraction", "_mean", "_params")))
-    print(json.dumps({k: metrics[k] for k in (*core, *extra)}, indent=2))
+    print(json.dumps({k: metrics[k] for k in (*core, *extra) if k in metrics}, indent=2))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -235,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--no-explain", action="store_true", help="answer-first methods: skip the rationale")
+    p.add_argument("--similarity-encoder", help="sentence encoder for rationale_similarity (default: ROUGE-L F1, "
+                   "which no student is trained to match)")
     p.set_defaults(func=cmd_eval)
     _register_command_modules(sub)
     return parser

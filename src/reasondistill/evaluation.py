@@ -3,10 +3,26 @@
 Generation is batched and greedy with the KV cache; each method's own stop rule applies (PT/PST
 stop at the end of the answer line, then, timed apart, write the rationale). Times are wall-clock
 per question: a batch's time divided by its size.
+
+Two secondary metrics are easy to misread, so they come with what they need to be read honestly:
+
+- ``consistency`` (does the answer agree with what the rationale concludes?) is counted over the
+  answered questions whose rationale reaches a parseable conclusion, a share that differs a lot
+  between methods (a post-thinking rationale written after the answer often trails off; a
+  pre-thinking one ends on its answer line). It is always reported beside that share,
+  ``rationale_concludes``, and tables show the two together.
+- ``rationale_similarity`` compares the student's rationale with the teacher's. PST is trained to
+  match the teacher's rationale in MiniLM's space, so measuring in that space would favour PST by
+  construction. The default measure is therefore lexical and independent of every student: ROUGE-L
+  F1 over lower-cased word tokens (the longest common subsequence; hand-written in a few lines, as
+  the ``rouge-score`` package is not a dependency). ``similarity_encoder`` names a sentence encoder
+  instead (then the mean cosine in its space). ``rationale_similarity_measure`` in metrics.json
+  says which was used.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from statistics import mean
@@ -15,7 +31,6 @@ from tqdm.auto import tqdm
 
 from .io import atomic_write_json, atomic_write_jsonl
 from .methods import Method, Prediction
-from .models.encoder import DEFAULT_ENCODER
 from .tasks import Example, chance_accuracy, is_correct, rationale_answer
 
 
@@ -34,6 +49,8 @@ def score(method: Method, examples: list[Example], predictions: list[Prediction]
         "chance": chance_accuracy(examples[0].answer_type, examples[0].choices) if examples else None,
     }
     # Consistency: where the rationale argues for a readable answer, does it match the answer given?
+    # Its denominator (answered questions whose rationale concludes) differs between methods, so it
+    # is always reported with rationale_concludes, the share of answered rationales that conclude.
     argued = [(ex, p, rationale_answer(ex, p.rationale)) for ex, p in zip(examples, predictions)
               if p.rationale and p.answer is not None]
     agreed = [is_correct(claim, p.answer, ex.answer_type) for ex, p, claim in argued if claim is not None]
@@ -58,22 +75,49 @@ def _encoder(name: str):
     return SemanticEncoder(name)
 
 
+LEXICAL = "rouge_l_f1"
+WORD = re.compile(r"\w+")
+
+
+def rouge_l_f1(reference: str, candidate: str) -> float:
+    """ROUGE-L F1 of two texts over lower-cased word tokens: the longest common subsequence's
+    share of each text, combined as an F1 (0 when either text has no words)."""
+    ref, cand = WORD.findall(reference.lower()), WORD.findall(candidate.lower())
+    if not ref or not cand:
+        return 0.0
+    row = [0] * (len(cand) + 1)  # one row of the LCS table at a time
+    for r in ref:
+        diagonal = 0
+        for j, c in enumerate(cand, 1):
+            diagonal, row[j] = row[j], diagonal + 1 if r == c else max(row[j], row[j - 1])
+    lcs = row[-1]
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(cand), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
 def rationale_similarity(examples: list[Example], predictions: list[Prediction],
-                         encoder: str = DEFAULT_ENCODER) -> float | None:
-    """Mean cosine similarity, in the semantic encoder's space, between the student's rationale
-    and the reference rationale of the same question (None when either side has none)."""
+                         encoder: str | None = None) -> tuple[float | None, str]:
+    """(mean similarity, the measure's name) between the student's rationale and the reference
+    rationale of the same question, over the questions where both sides have one (None when none
+    do). Without ``encoder``: ROUGE-L F1; with one: the mean cosine in that encoder's space."""
     pairs = [(ex.rationale, p.rationale) for ex, p in zip(examples, predictions) if ex.rationale and p.rationale]
+    measure = f"encoder:{encoder}" if encoder else LEXICAL
     if not pairs:
-        return None
+        return None, measure
+    if not encoder:
+        return mean(rouge_l_f1(a, b) for a, b in pairs), measure
     enc = _encoder(encoder)
     refs, outs = enc.encode([a for a, _ in pairs]), enc.encode([b for _, b in pairs])
-    return float((refs * outs).sum(-1).mean())
+    return float((refs * outs).sum(-1).mean()), measure
 
 
 def evaluate(method: Method, model, tokenizer, examples: list[Example], *, out_dir: str | Path | None = None,
              batch_size: int = 32, max_new_tokens: int = 128, explain: bool = True,
-             similarity: bool = False, progress: bool = True) -> dict:
-    """Answer every example, score, and (with ``out_dir``) write metrics.json and predictions.jsonl."""
+             similarity: bool = False, similarity_encoder: str | None = None, progress: bool = True) -> dict:
+    """Answer every example, score, and (with ``out_dir``) write metrics.json and predictions.jsonl.
+    ``similarity`` adds ``rationale_similarity`` (ROUGE-L F1, or cosine in ``similarity_encoder``)."""
     if examples:  # warm-up: the first generate call pays one-off costs that are no method's fault
         method.answer(model, tokenizer, examples[:1], batch_size=1, max_new_tokens=2, explain=False)
     predictions: list[Prediction] = []
@@ -84,7 +128,8 @@ def evaluate(method: Method, model, tokenizer, examples: list[Example], *, out_d
                                      max_new_tokens=max_new_tokens, explain=explain)
     metrics = score(method, examples, predictions)
     if similarity:
-        metrics["rationale_similarity"] = rationale_similarity(examples, predictions)
+        value, measure = rationale_similarity(examples, predictions, similarity_encoder)
+        metrics["rationale_similarity"], metrics["rationale_similarity_measure"] = value, measure
     if out_dir is not None:
         atomic_write_json(Path(out_dir) / "metrics.json", metrics)
         write_results(out_dir, examples, predictions)

@@ -22,8 +22,8 @@ of the recipe in METHODS.md.
      Keypoints weigh up to ``1 / floor`` times more than dropped tokens, and no token weighs zero,
      so the student still learns to write the whole rationale.
 2. In-rationale progressive distillation (``loss`` and ``on_step``). The rationale is split into
-   steps (sentences or lines). A question whose schedule says ``k`` gets its first ``n - k`` steps
-   as input only and learns to generate the last ``k`` steps and the answer; ``k`` starts at
+   steps (sentences or lines). A question whose schedule says ``k`` gets steps 2 .. n - k as input
+   only and learns to generate the last ``k`` steps and the answer; ``k`` starts at
    ``start_steps`` and grows until every question generates its whole rationale (by
    ``progressive_until`` of training). At each of ``schedule_updates`` updates a budget of
    one-step increments is handed out by a greedy value function: a question's value is the ease
@@ -31,6 +31,10 @@ of the recipe in METHODS.md.
    training measures it, scaled so the easiest is 1 and the hardest 0) plus ``diversity_weight``
    times its distance to the questions already picked in this update (so each stage covers
    varied questions, not one kind).
+   One departure from the recipe, on purpose: the rationale's first step (and the answer with its
+   marker) is learnt from the start. The student writes from the prompt at inference, so what it
+   writes first must be learnt first; without it an early student skips the rationale and its
+   marker altogether (see ``targets``).
 
 Visible in the run: ``metrics.jsonl`` logs ``kept_fraction`` (share of rationale tokens the mask
 keeps), ``mean_k`` and ``generated_fraction``; ``kpod_schedule.json`` holds the mask training curve
@@ -350,11 +354,20 @@ class KPOD(PreThinking):
         flat[seen] = torch.where(old.isnan(), new, 0.5 * old + 0.5 * new)
 
     def targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Which next tokens are learnt now (B, T-1), and each row's k: the answer and the last k
-        rationale steps; the first n - k steps are input only."""
+        """Which next tokens are learnt now (B, T-1), and each row's k: the answer (its marker
+        included), the rationale's first step, and the last k steps; the steps between are input only.
+
+        The first step is always learnt because it is what the student writes right after the
+        prompt at inference; k grows from the end towards it. Left untrained while k < n, the
+        position after ``Rationale:`` copied what follows the colon the student had learnt, the
+        answer marker's: a kpod student answered " yes" at once, with no rationale and no marker,
+        so nothing could be parsed (0 of 100 answered on coin flips after 60 steps). Learning only
+        the first token was not enough (still 0 of 100): a whole opening step is."""
         spans, steps = batch["spans"][:, 1:], batch["step_ids"][:, 1:]
         k = self.k[batch["example_index"].cpu()].to(spans.device)
-        given = (steps > 0) & (steps <= (batch["n_steps"] - k).unsqueeze(1))
+        in_rationale = steps > 0
+        opening = steps == 1
+        given = in_rationale & (steps <= (batch["n_steps"] - k).unsqueeze(1)) & ~opening
         return ((spans == ANSWER) | (spans == RATIONALE)) & ~given, k
 
     def loss(self, model, batch):

@@ -43,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
 }
 # Metric keys copied from metrics.json into a results row.
 METRIC_KEYS = ["n", "accuracy", "tokens_to_answer", "ms_to_answer", "tokens_total", "ms_total", "answered",
-               "chance", "consistency"]
+               "chance", "consistency", "rationale_concludes"]
 
 
 @dataclass(frozen=True)
@@ -356,7 +356,8 @@ def compare(config: str | Path | dict, *, out: str | Path | None = None, report:
         results["complete"] = i == len(grid)
         atomic_write_json(root / RESULTS_FILE, results)
         line = (f"[{i}/{len(grid)}] {row['task']} {row['method']} h={row['hallucination']:g} s={row['seed']} "
-                f"keep={row['keep']}: accuracy {row['accuracy']:.3f}, {row['ms_to_answer']:.1f} ms to answer"
+                f"keep={row['keep']}: accuracy {row['accuracy']:.3f} (answered {row.get('answered') or 0:.2f}), "
+                f"{row['ms_to_answer']:.1f} ms to answer"
                 + (" (finished before)" if done else f", {row['seconds']:.0f} s"))
         if progress:
             tqdm.write(line)

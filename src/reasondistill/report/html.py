@@ -64,7 +64,8 @@ def load_rows(run_dir: str | Path) -> tuple[list[dict], dict]:
                      "base_method": config.get("method"), "hallucination": config.get("hallucination", 0.0),
                      "seed": config.get("seed", 0), "keep": config.get("keep", "all"),
                      **{k: metrics.get(k) for k in ("n", "accuracy", "tokens_to_answer", "ms_to_answer",
-                                                    "tokens_total", "ms_total", "answered", "chance", "consistency")},
+                                                    "tokens_total", "ms_total", "answered", "chance", "consistency",
+                                                    "rationale_concludes")},
                      "majority": None, "train_seconds": record.get("train", {}).get("seconds"),
                      "run_dir": str(run.relative_to(root)), "config": config})
     if not rows:
@@ -78,21 +79,31 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def consistency_cell(runs: list[dict]) -> str:
+    """Consistency with its denominator, the share of answered rationales that conclude: alone it
+    compares methods whose rationales conclude 25% and 100% of the time as if alike."""
+    concludes = spread([r.get("rationale_concludes") for r in runs])[0]
+    if concludes is None or math.isnan(concludes):
+        return "–"
+    return f"{_fmt(spread([r.get('consistency') for r in runs])[0], 2)} ({concludes:.2f})"
+
+
 def means_table(rows: list[dict]) -> str:
     """HTML table of means over seeds, one line per task, method and setting."""
-    head = ["task", "method", "setting", "seeds", "accuracy", "± std", "chance", "majority", "tokens to answer",
-            "ms to answer", "ms total", "consistency", "train s"]
+    head = ["task", "method", "setting", "seeds", "accuracy", "± std", "answered", "chance", "majority",
+            "tokens to answer", "ms to answer", "ms total", "consistency (concludes)", "train s"]
     lines = ["<table><tr>" + "".join(f'<th class="{"l" if i < 3 else ""}">{h}</th>' for i, h in enumerate(head))
              + "</tr>"]
     labelled = [{**r, "_s": setting_label(r, rows)} for r in rows]
     for (task, method, setting), runs in group(labelled, ("task", "method", "_s")).items():
         acc, sd = spread([r["accuracy"] for r in runs])
-        cells = [task, method, setting or "–", str(len(runs)), _fmt(acc), _fmt(sd), _fmt(runs[0].get("chance"), 2),
+        cells = [task, method, setting or "–", str(len(runs)), _fmt(acc), _fmt(sd),
+                 _fmt(spread([r.get("answered") for r in runs])[0], 2), _fmt(runs[0].get("chance"), 2),
                  _fmt(spread([r.get("majority") for r in runs])[0], 2),
                  _fmt(spread([r["tokens_to_answer"] for r in runs])[0], 1),
                  _fmt(spread([r["ms_to_answer"] for r in runs])[0], 2),
                  _fmt(spread([r["ms_total"] for r in runs])[0], 2),
-                 _fmt(spread([r.get("consistency") for r in runs])[0], 2),
+                 consistency_cell(runs),
                  _fmt(spread([r.get("train_seconds") for r in runs])[0], 0)]
         lines.append("<tr>" + "".join(f'<td class="{"l" if i < 3 else ""}">{html.escape(c)}</td>'
                                       for i, c in enumerate(cells)) + "</tr>")

@@ -1,5 +1,7 @@
-"""semcot on micro models: the generator, bridge and adapter train with a falling loss, the frozen
-main model stays bit-identical, answers cost what answer_only's do, and a loaded run reproduces them."""
+"""semcot on micro models: a frozen judge (a copy of the main model's upper layers) trained first on
+(rationale, condensed) pairs scores both sides of the alignment; the bridge trains alone, then the
+generator joins; the alignment's gradient reaches both; the frozen main model stays bit-identical,
+answers cost what answer_only's do, and a loaded run reproduces them."""
 
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ from test_softcot import BASE, FULL_BATCH, TASK, digest, frozen_pair, train_spie
 from reasondistill import api
 from reasondistill.errors import UserError
 from reasondistill.methods import get_method
-from reasondistill.methods.semcot import condensed, info_nce, train_scorer
+from reasondistill.methods.semcot import condensed, info_nce, main_states
 from reasondistill.methods.softcot import load_lm
-from reasondistill.models import SemanticEncoder
 from reasondistill.tasks import generate, load_task
+from reasondistill.training import collate
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,7 @@ def run(tmp_path_factory):
     frozen_pair(root, "answer_only", "generator")
     seen: dict = {}
     record = train_spied(root / "semcot", "semcot", str(root / "main"),
-                         {"assistant": str(root / "generator"), "scorer_steps": 30}, seen,
+                         {"assistant": str(root / "generator"), "judge_steps": 30}, seen,
                          training={**FULL_BATCH, "max_steps": 40, "lr": 1e-2})
     return root, record, seen
 
@@ -44,14 +46,87 @@ def test_main_model_frozen_generator_trained(run):
     assert seen["main_before"] == seen["main_after"]
     generator, _ = load_lm(str(root / "generator"), "generator")
     assert digest(method.second) != digest(generator.base_model)  # the generator did train
-    trained = [method.second, method.bridge, method.adapter, method.scorer]
-    assert record["trainable_params"] == sum(p.numel() for m in trained for p in m.parameters())
-    encoder = SemanticEncoder().model
-    assert record["frozen_params"] == (sum(p.numel() for p in seen["model"].parameters())
-                                       + sum(p.numel() for p in encoder.parameters()))
-    assert record["scorer_loss_end"] < record["scorer_loss_start"]
-    assert set(record["references"]) == {"main", "generator", "encoder"}
+    assert record["trainable_params"] == sum(p.numel() for m in (method.second, method.bridge) for p in m.parameters())
+    judge = sum(p.numel() for p in method.judge.parameters())
+    assert record["frozen_params"] == sum(p.numel() for p in seen["model"].parameters()) + judge
+    assert record["judge_loss_end"] < record["judge_loss_start"]
+    assert set(record["references"]) == {"main", "generator"}
     assert not (root / "semcot" / "model.safetensors").exists()
+    stages = logged_losses(root / "semcot", "generator_stage")
+    assert stages[0] == 0.0 and stages[-1] == 1.0  # the bridge trained alone first, then with the generator
+
+
+def test_judge_is_a_frozen_copy_of_the_main_models_upper_layers(run):
+    """Same weights as the main model's layers from judge_start on, frozen, outside what the trainer
+    optimises; trained on the pairs it tells a rationale's own condensed version from the others."""
+    _, record, seen = run
+    method, main = seen["method"], seen["model"]
+    judge = method.judge
+    assert not any(p.requires_grad for p in judge.parameters())
+    assert "judge" not in method.modules()
+    start = record["judge_start"]
+    assert start == main.config.num_hidden_layers // 2 and len(judge.upper.layers) == record["judge_layers"]
+    assert judge.upper.layers[0].mlp.up_proj.weight.shape == main.base_model.layers[start].mlp.up_proj.weight.shape
+    assert record["judge_pair_accuracy"] > 0.5
+    # The cached targets are the judge's reading of each rationale's main-model states.
+    text = sorted(method.target_index)[3]
+    with torch.no_grad():
+        again = judge(*main_states(main, seen["tokenizer"], [text], start))
+    assert torch.allclose(again[0], method.targets[method.target_index[text]], atol=1e-5)
+
+
+def _batch(method, tokenizer, n: int = 8):
+    examples = load_task(TASK, "train", n=48)[:n]  # what the run trained on
+    return collate([f for ex in examples for f in method.features(ex, tokenizer)], tokenizer.pad_token_id)
+
+
+def test_alignment_gradient_reaches_generator_and_bridge_through_the_judge(run):
+    """The alignment term alone, backpropagated: the bridge and the generator get gradients, the
+    judge and the main model none; and the term is the judge's reading of the vectors."""
+    _, _, seen = run
+    method, tokenizer = seen["method"], seen["tokenizer"]
+    batch = _batch(method, tokenizer)
+    saved = method.generator_stage
+    method.generator_stage = True
+    try:
+        for m in (method.bridge, method.second):
+            m.zero_grad()
+        vectors = method.batch_thoughts(batch)
+        align, _ = method.alignment_loss(vectors, batch["target_index"])
+        align.backward()
+    finally:
+        method.generator_stage = saved
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.bridge.parameters())
+    generator_grads = [p.grad for p in method.second.parameters() if p.grad is not None]
+    assert generator_grads and sum(float(g.abs().sum()) for g in generator_grads) > 0
+    assert all(p.grad is None for p in method.judge.parameters())
+    # The implicit side goes through the same judge as the rationales: 1 - cos of the two readings.
+    with torch.no_grad():
+        vectors = method.batch_thoughts(batch)
+        implicit = method.judge(vectors, torch.ones(vectors.shape[:2], dtype=torch.long))
+        align, _ = method.alignment_loss(vectors, batch["target_index"])
+    expected = 1 - (implicit * method.targets[batch["target_index"]]).sum(-1).mean()
+    assert torch.allclose(align, expected, atol=1e-6)
+
+
+def test_bridge_stage_leaves_the_generator_untouched(run):
+    """Before ``bridge_fraction`` of the steps, the generator's states carry no gradient."""
+    _, _, seen = run
+    method, tokenizer = seen["method"], seen["tokenizer"]
+    batch = _batch(method, tokenizer)
+    saved = method.generator_stage
+    try:
+        method.on_step(1, 100)  # bridge_fraction 0.2: step 1 of 100 is in the bridge stage
+        assert not method.generator_stage
+        for m in (method.bridge, method.second):
+            m.zero_grad(set_to_none=True)
+        method.loss(seen["model"], batch)["loss"].backward()
+        assert all(p.grad is None for p in method.second.parameters())
+        assert all(p.grad is not None for p in method.bridge.parameters())
+        method.on_step(20, 100)
+        assert method.generator_stage
+    finally:
+        method.generator_stage = saved
 
 
 def test_loaded_run_reproduces_answers(run):
@@ -64,18 +139,11 @@ def test_loaded_run_reproduces_answers(run):
     assert method.n_slots(training=False) == 1 and method.n_slots(training=True) == 5
 
 
-def test_condensed_reasoning_and_scorer(shared_data):
+def test_condensed_reasoning(shared_data):
     [ex] = load_task(str(shared_data / "semcot" / "coin_flip" / "train_42.json"), "all", n=1, format="semcot")
     assert condensed(ex) == ex.meta["condensed_reasoning"]
     synthetic = generate("coin_flip", 1, seed=0)[0]
     assert condensed(synthetic) == "So the coin ends heads up."  # the rationale's last sentence
-    # The scorer's map moves rationale embeddings towards their own condensed version's.
-    torch.manual_seed(0)
-    full, short = torch.randn(16, 8), torch.randn(16, 8)
-    keys = torch.arange(16)
-    scorer, info = train_scorer(full, short, keys, 50, 0.1)
-    assert info["scorer_loss_end"] < info["scorer_loss_start"]
-    assert not any(p.requires_grad for p in scorer.parameters())
     # Twins (same key) are not each other's negatives.
     a = torch.nn.functional.normalize(torch.ones(2, 4), dim=-1)
     assert info_nce(a, a, torch.tensor([0, 0]), 0.1).item() == pytest.approx(0.0, abs=1e-6)
@@ -88,11 +156,13 @@ def test_bad_options():
         get_method("semcot", alignment="l2")
     with pytest.raises(UserError, match="k_train"):
         get_method("semcot", k_train=0)
+    with pytest.raises(UserError, match="bridge_fraction"):
+        get_method("semcot", bridge_fraction=1.5)
 
 
 def test_main_stage_learns_the_answer_prompt_with_empty_slots(tmp_path):
     """``stage=main`` trains a fresh student on semcot's own prompt (question, K placeholder slots,
-    ``Answer:``) with the answer loss alone: no generator, no encoder, a plain saved model."""
+    ``Answer:``) with the answer loss alone: no generator, no judge, a plain saved model."""
     record = api.train("semcot", TASK, tmp_path / "main", student="micro", n=48, vocab_size=320, progress=False,
                        method_options={"stage": "main"}, training={**BASE, "log_every": 10})
     losses = logged_losses(tmp_path / "main")

@@ -118,6 +118,27 @@ def test_thoughts_do_not_depend_on_batching(run):
     assert torch.allclose(alone[0], batched[1], atol=1e-5)
 
 
+def test_thoughts_depend_on_the_question_and_reach_the_main_model(run):
+    """Each example's soft thoughts come from its own question: different questions give different
+    thoughts, a batch's thoughts are its examples' own, and the main model's loss moves when they do
+    (the slots are read). Fails with question-independent thoughts (e.g. one text for the batch)."""
+    from reasondistill.tasks import load_task
+    from reasondistill.training import collate
+    _, _, seen = run
+    method, model, tokenizer = seen["method"], seen["model"], seen["tokenizer"]
+    examples = load_task(TASK, "train", n=48)[:6]  # what the run trained on
+    batch = collate([f for ex in examples for f in method.features(ex, tokenizer)], tokenizer.pad_token_id)
+    n = method.n_slots(training=True)
+    with torch.no_grad():
+        batched = method.batch_thoughts(batch)
+        own = torch.cat([method.thoughts([method.second_text(ex)], n) for ex in examples])
+        assert torch.allclose(batched, own, atol=1e-5)
+        assert (batched[0] - batched[1]).abs().max() > 1e-3 * batched.abs().max()
+    vectors = batched.clone().requires_grad_(True)
+    method.loss(model, {**batch, "vectors": vectors})["loss"].backward()
+    assert vectors.grad.abs().sum() > 0  # the main model reads the slots the thoughts fill
+
+
 def test_mlp_projection_starts_at_the_main_embedding_scale():
     """The MLP option maps into the main model's width, and a fresh projection's output is about as
     large as a token embedding (std ``scale``), so untrained thoughts do not swamp the prompt."""

@@ -263,9 +263,14 @@ class SoftThoughtMethod(Method):
         weight = next(self.bridge.parameters())
         if next(self.second.parameters()).device != weight.device:
             self.second.to(weight.device)  # a frozen assistant is not a trained module: the trainer leaves it
-        with torch.set_grad_enabled(self.trains_second and torch.is_grad_enabled()):
+        with torch.set_grad_enabled(self.second_learns() and torch.is_grad_enabled()):
             states = placeholder_states(self.second, self.second_tokenizer, texts, n)
         return self.bridge(states.to(weight.dtype))
+
+    def second_learns(self) -> bool:
+        """Whether the second model's states carry gradients now (semcot's generator, after its
+        bridge-only stage); softcot's assistant never learns."""
+        return self.trains_second
 
     def batch_thoughts(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.thoughts([self.texts[i] for i in batch["text_index"].tolist()], self.n_slots(training=True))

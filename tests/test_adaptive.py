@@ -55,7 +55,7 @@ def test_adaptive_trains_routes_and_reports_the_split(run):
     assert record["train"]["n_features"] == 2 * 48  # 12 of 60 questions held out to label perception
     stats = json.loads((out / "adaptive_perception.json").read_text())
     assert stats == record["perception"] and stats["labelled"] == 12 and stats["labelled_on"] == "held-out"
-    assert stats["think_first_label_fraction"] <= stats["think_first_correct"]
+    assert 0 <= stats["think_first_label_fraction"] <= 1 and stats["perception_fit_accuracy"] >= 0.5
     examples = generate("coin_flip", 16, seed=3)
     preds = method.answer(model, tok, examples, max_new_tokens=80)
     assert all(p.extras["mode"] in ("answer_first", "think_first") for p in preds)
@@ -99,6 +99,50 @@ def test_router_routes_easy_and_hard_questions_apart(run):
     assert 0.25 < sum(think) / len(think) < 0.75
     assert sum(t == y for t, y in zip(think, truth)) / len(truth) > 0.8
     assert seconds > 0
+
+
+def test_perception_labels_are_the_questions_only_thinking_gets_right(monkeypatch):
+    """``finish`` labels a held-out question "think first" exactly when the think-first answer is
+    right and the answer-first one wrong, and fits the perception module to those labels."""
+    from reasondistill.methods import Prediction, adaptive
+    examples, model, tok = micro_setup(n=10)
+    method = get_method("adaptive", holdout=0.5)
+    method.prepare(examples, tok, model)
+    held = [ex for ex in examples if not method.features(ex, tok)]
+    fast_right, slow_right = [True, False, False, True, False], [True, True, False, False, True]
+
+    def answers(rights):
+        return lambda model, tok, exs, **kw: [Prediction(ex.answer if ok else "wrong", "") for ex, ok in zip(exs, rights)]
+    monkeypatch.setattr(method.fast, "answer", answers(fast_right))
+    monkeypatch.setattr(method.slow, "answer", answers(slow_right))
+    seen = {}
+    real = adaptive.fit_perception
+
+    def spy(vectors, think, **kw):
+        seen["labels"] = think.tolist()
+        return real(vectors, think, **kw)
+    monkeypatch.setattr(adaptive, "fit_perception", spy)
+    method.finish(model, tok, examples)
+    assert len(held) == 5 and seen["labels"] == [False, True, False, False, True]
+    assert method.stats["think_first_label_fraction"] == pytest.approx(0.4)
+
+
+def test_answers_follow_the_perception_module(run):
+    """The route each question takes is the perception module's call: pushed to "think first" it
+    sends every question to the think-first format, pushed the other way to answer-first."""
+    _, _, method, model, tok = run
+    examples = generate("coin_flip", 6, seed=11)
+    last = method.perception.net[-1]
+    saved = last.bias.detach().clone()
+    try:
+        for bias, mode in ((50.0, "think_first"), (-50.0, "answer_first")):
+            with torch.no_grad():
+                last.bias.fill_(bias)
+            preds = method.answer(model, tok, examples, max_new_tokens=60, explain=False)
+            assert {p.extras["mode"] for p in preds} == {mode}
+    finally:
+        with torch.no_grad():
+            last.bias.copy_(saved)
 
 
 def test_forced_modes_answer_first_is_shorter(run):

@@ -72,6 +72,22 @@ def test_pst_alignment_loss_falls(trained):
     assert align[-1] < align[0]
 
 
+def test_pst_alignment_gradient_reaches_the_student():
+    """The alignment term alone, backpropagated, moves the student's own layers (not only the
+    projection): PST shapes the student's rationale states. Fails if the states are detached."""
+    from reasondistill.training import collate
+    examples, model, tok = micro_setup(n=8)
+    method = get_method("pst", encoder="student")
+    method.prepare(examples, tok, model)
+    batch = collate([f for ex in examples for f in method.features(ex, tok)], tok.pad_token_id)
+    model.train()
+    model.zero_grad(set_to_none=True)
+    method.loss(model, batch)["align"].backward()
+    layer = model.get_decoder().layers[-1]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.mlp.parameters())
+    assert all(p.grad is not None for p in method.projection.parameters())
+
+
 def test_pst_with_packaged_minilm_targets():
     """The default encoder: the packaged all-MiniLM-L6-v2, loaded offline, 384-d targets."""
     examples, model, tok = micro_setup(n=8)

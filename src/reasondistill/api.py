@@ -14,7 +14,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
 
 from .errors import UserError
 from .evaluation import evaluate as evaluate_predictions
@@ -23,6 +22,8 @@ from .kd import teacher_spec, tiny_student_for_teacher, use_stored_logits
 from .layout import layout_from_record, resolve_layout
 from .methods import format_question, get_method
 from .models import apply_lora, is_tiny, load_student, load_tokenizer
+from .models.student import tiny_model
+from .processes import process_state
 from .tasks import Example, load_task
 from .training import TrainConfig
 from .training import train as run_training
@@ -65,6 +66,7 @@ def train(method: str, data: str, out: str | Path, *, student: str = "tiny", met
     every layout as the student's chat turns when its tokenizer has a template, ``none`` keeps plain
     text, a file path supplies the template."""
     out = Path(out)
+    state = process_state()  # before anything else, so that several launched processes form one job
     config = training if isinstance(training, TrainConfig) else TrainConfig.from_dict(dict(training or {}))
     method_obj = get_method(method, **(method_options or {}))
     examples = load_task(data, split, n=n, seed=seed if split_seed is None else split_seed,
@@ -74,29 +76,33 @@ def train(method: str, data: str, out: str | Path, *, student: str = "tiny", met
         raise UserError(f"no examples left in '{data}' after filtering (--keep {keep})")
     use_stored_logits(method_obj, data)  # KD from logits saved beside the data, when they fit
 
-    out.mkdir(parents=True, exist_ok=True)
     call = {"method": method, "data": data, "student": student, "method_options": method_obj.options,
             "training": asdict(config), "split": split, "n": n, "seed": seed, "hallucination": hallucination,
             "keep": keep, "format": format, "vocab_size": vocab_size, "lora_r": lora_r,
             "test_fraction": test_fraction, "split_seed": split_seed,
             "chat_template": chat_template}
-    atomic_write_json(out / CALL_FILE, call)
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / CALL_FILE, call)
 
     tiny = is_tiny(student)
     kd_teacher = teacher_spec(method_obj.options)
-    if tiny and kd_teacher:  # token-level KD compares distributions id by id: share the teacher's tokenizer
-        model, tokenizer = tiny_student_for_teacher(student, kd_teacher, seed=seed)
-        model = apply_lora(model, lora_r) if lora_r > 0 else model
-    elif tiny and resume and (out / "tokenizer.json").exists():
-        tokenizer = load_tokenizer(str(out))  # the tokenizer the checkpoint was trained with
-        model, _ = load_student(student, student_texts(kept), vocab_size=vocab_size, lora_r=lora_r, seed=seed)
-    else:
-        model, tokenizer = load_student(student, student_texts(kept), vocab_size=vocab_size, lora_r=lora_r,
-                                        seed=seed)
-    layout = resolve_layout(tokenizer, chat_template, supported=method_obj.chat_layout, method=method)
-    method_obj.use_layout(layout)
-    if tiny and PartialState().is_main_process:
-        tokenizer.save_pretrained(str(out))
+    # A tiny student's tokenizer is trained once, by the main process; the others wait and read it.
+    with state.main_process_first():
+        if tiny and kd_teacher:  # token-level KD compares distributions id by id: share the teacher's tokenizer
+            model, tokenizer = tiny_student_for_teacher(student, kd_teacher, seed=seed)
+            model = apply_lora(model, lora_r) if lora_r > 0 else model
+        elif tiny and (not state.is_main_process or resume and (out / "tokenizer.json").exists()):
+            tokenizer = load_tokenizer(str(out))  # the main process's, or the one the checkpoint was trained with
+            model = tiny_model(student, tokenizer, seed=seed)
+            model = apply_lora(model, lora_r) if lora_r > 0 else model
+        else:
+            model, tokenizer = load_student(student, student_texts(kept), vocab_size=vocab_size, lora_r=lora_r,
+                                            seed=seed)
+        layout = resolve_layout(tokenizer, chat_template, supported=method_obj.chat_layout, method=method)
+        method_obj.use_layout(layout)
+        if tiny and state.is_main_process:
+            tokenizer.save_pretrained(str(out))
 
     summary = run_training(method_obj, model, tokenizer, kept, out, config, resume=resume, tiny=tiny,
                            progress=progress)
@@ -106,7 +112,7 @@ def train(method: str, data: str, out: str | Path, *, student: str = "tiny", met
               "answer_type": kept[0].answer_type, "n_train": len(kept), "n_loaded": len(examples),
               "max_new_tokens": int(max(target_lengths) * 1.25) + 8, "train": summary, "seed": seed,
               "hallucination": hallucination, "layout": layout.describe(), **method_obj.run_info()}
-    if PartialState().is_main_process:  # under `accelerate launch`, one process writes the run folder
+    if state.is_main_process:  # under `accelerate launch`, one process writes the run folder
         unwrapped = model.merge_and_unload() if lora_r > 0 and hasattr(model, "merge_and_unload") else model
         layout.mark_ends(unwrapped)
         method_obj.save(out, unwrapped, tokenizer)

@@ -247,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = sys.argv[1:] if argv is None else argv
+    from .processes import cpu_relaunch_command
+    if argv[:1] == ["train"] and (relaunch := cpu_relaunch_command(argv)):  # accelerate launch --cpu, N > 1
+        import subprocess
+        return subprocess.call(relaunch)
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .errors import UserError
 from .io import append_jsonl, atomic_write_json
 from .methods import Feature, Method
+from .processes import fsdp_not_applied, needs_cpu_flag, shard_batches
 from .tasks import Example
 
 MODULES_FILE = "method_modules.safetensors"
@@ -147,15 +148,20 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
     model (see ``api.train``) so the trainer stays independent of the run-folder layout.
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DataLoaderConfiguration, set_seed
     from transformers import get_cosine_schedule_with_warmup
 
     out_dir = Path(out_dir)
     mixed = config.mixed_precision
     if mixed == "auto":
         mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=mixed)
+    # split_batches: every process takes a slice of the same global batch (see shard_batches), so the
+    # scheduler steps once per optimiser step, as in a one-process run.
+    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=mixed,
+                              cpu=needs_cpu_flag(), dataloader_config=DataLoaderConfiguration(split_batches=True))
     set_seed(config.seed)
+    if (note := fsdp_not_applied(accelerator.distributed_type.value)) and accelerator.is_main_process:
+        print(note, flush=True)
     check_examples(method, examples)
     method.prepare(examples, tokenizer, model)
     method.attach_teacher(tokenizer)  # token-level KD when the options name a teacher
@@ -173,9 +179,11 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
         random.Random(config.seed + epoch).shuffle(order)
         return [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
 
-    # One DataLoader over all epochs' batches, so resuming is "skip the first N batches".
+    # One DataLoader over all epochs' batches, so resuming is "skip the first N batches". The global
+    # batches are the same on every process; each takes its slice (processes.py says why not accelerate).
     all_batches = [b for e in range(epochs) for b in batches_for(e)]
-    loader = DataLoader(features, batch_sampler=all_batches, collate_fn=lambda fs: collate(fs, pad_id))
+    mine = shard_batches(all_batches, accelerator.process_index, accelerator.num_processes)
+    loader = DataLoader(features, batch_sampler=mine, collate_fn=lambda fs: collate(fs, pad_id))
 
     module = TrainingModule(model, method)
     lr = config.lr if config.lr is not None else (1e-3 if tiny else 5e-5)
@@ -187,7 +195,7 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
                                    {"params": no_decay, "weight_decay": 0.0}], lr=lr)
     scheduler = get_cosine_schedule_with_warmup(
         optimizer, int(config.warmup_ratio * config.max_steps), config.max_steps)
-    module, optimizer, loader, scheduler = accelerator.prepare(module, optimizer, loader, scheduler)
+    module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
 
     ckpt_root = out_dir / "checkpoints"
     metrics_path = out_dir / "metrics.jsonl"
@@ -213,6 +221,7 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
     running: dict[str, float] = {}
     micro = 0
     for batch in data:
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.accumulate(module):
             losses = module(batch)
             accelerator.backward(losses["loss"])
@@ -232,10 +241,11 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
         method.kd_on_step(step, config.max_steps)
         bar.update(1)
         if step % config.log_every == 0 or step == config.max_steps:
-            last = {k: v / micro for k, v in running.items()}
+            last = _mean_over_processes(accelerator, {k: v / micro for k, v in running.items()})
             elapsed = time.perf_counter() - started
             row = {"step": step, **{k: round(v, 5) for k, v in last.items()},
-                   "lr": scheduler.get_last_lr()[0], "tokens_per_s": round(tokens / elapsed, 1)}
+                   "lr": scheduler.get_last_lr()[0],
+                   "tokens_per_s": round(_sum_over_processes(accelerator, tokens) / elapsed, 1)}
             if accelerator.is_main_process:
                 append_jsonl(metrics_path, row)
             bar.set_postfix(loss=f"{last['loss']:.3f}")
@@ -247,10 +257,26 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
     bar.close()
     elapsed = time.perf_counter() - started
     accelerator.wait_for_everyone()
+    tokens = _sum_over_processes(accelerator, tokens)
     return {"steps": step, "resumed_from": resumed_from, "seconds": round(elapsed, 2),
             "final_loss": last.get("loss"), "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1),
-            "n_features": len(features), "lr": lr, "mixed_precision": mixed,
-            "num_processes": accelerator.num_processes}
+            "tokens": tokens, "n_features": len(features), "lr": lr, "mixed_precision": mixed,
+            "num_processes": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type.value)}
+
+
+def _sum_over_processes(accelerator, count: int) -> int:
+    if accelerator.num_processes == 1:
+        return count
+    return int(accelerator.reduce(torch.tensor(count, device=accelerator.device), "sum"))
+
+
+def _mean_over_processes(accelerator, values: dict[str, float]) -> dict[str, float]:
+    """Logged losses averaged over the processes, so the curve is the job's, not process 0's."""
+    if accelerator.num_processes == 1:
+        return values
+    keys = list(values)  # the same on every process: the method returns the same loss terms
+    mean = accelerator.reduce(torch.tensor([values[k] for k in keys], device=accelerator.device), "mean")
+    return dict(zip(keys, mean.tolist()))
 
 
 def _save_checkpoint(accelerator, root: Path, step: int) -> None:

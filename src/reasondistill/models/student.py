@@ -33,9 +33,13 @@ def is_tiny(spec: str) -> bool:
 def build_tiny_student(spec: str, texts: Iterable[str], *, vocab_size: int = 600,
                        max_positions: int = 1024, seed: int = 0):
     """A fresh LLaMA-style model named by ``spec`` ("tiny", "micro", "small"), tokenizer from ``texts``."""
-    name = spec.split(":")[0]
-    hidden, layers, heads, mlp = TINY_SIZES[name]
     tok = train_tokenizer(texts, vocab_size=vocab_size)
+    return tiny_model(spec, tok, max_positions=max_positions, seed=seed), prepare_tokenizer(tok, spec)
+
+
+def tiny_model(spec: str, tok: PreTrainedTokenizerBase, *, max_positions: int = 1024, seed: int = 0):
+    """The fresh model of a tiny student for a tokenizer built already (e.g. by another process)."""
+    hidden, layers, heads, mlp = TINY_SIZES[spec.split(":")[0]]
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max_positions,
@@ -43,8 +47,7 @@ def build_tiny_student(spec: str, texts: Iterable[str], *, vocab_size: int = 600
         bos_token_id=tok.bos_token_id,
     )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    return model, prepare_tokenizer(tok, spec)
+    return LlamaForCausalLM(config)
 
 
 def prepare_tokenizer(tok: PreTrainedTokenizerBase, name: str) -> PreTrainedTokenizerBase:

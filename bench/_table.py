@@ -85,6 +85,30 @@ def speed_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def memory_table(result: dict) -> str:
+    """Peak memory and tokens/s of one step, per vocabulary and length, ours beside plain and TRL."""
+    impls = list(dict.fromkeys(r["impl"] for r in result["rows"]))
+    unit = "peak RSS GB" if result.get("device") == "cpu" else "peak GiB"
+    lines = ["| vocab | seq | " + " | ".join(f"{i} {unit}" for i in impls) + " | ours / TRL | "
+             + " | ".join(f"{i} tok/s" for i in impls) + " |", "|---:|---:|" + "---:|" * (2 * len(impls) + 1)]
+    by = {(r["impl"], r["vocab"], r["seq"]): r for r in result["rows"]}
+    for seq in dict.fromkeys(r["seq"] for r in result["rows"]):
+        for vocab in dict.fromkeys(r["vocab"] for r in result["rows"]):
+            cells = [by.get((i, vocab, seq), {}) for i in impls]
+            mem = [f"{c['peak_gb']:.2f}" if c.get("status") == "ok" else c.get("status", "–") for c in cells]
+            speed = [f"{c['tokens_per_s']:.0f}" if c.get("status") == "ok" else "–" for c in cells]
+            ours, trl = by.get(("ours", vocab, seq), {}), by.get(("trl", vocab, seq), {})
+            ratio = (f"{ours['peak_gb'] / trl['peak_gb']:.2f}×" if ours.get("status") == trl.get("status") == "ok"
+                     else "–")
+            lines.append(f"| {vocab} | {seq} | {' | '.join(mem)} | {ratio} | {' | '.join(speed)} |")
+    for g in result.get("goals", []):
+        value = "n/a" if g["value"] is None else f"{g['value']:.2f}{' GB' if g['unit'] == 'GB' else '×'}"
+        met = "n/a" if g["met"] is None else ("yes" if g["met"] else "**no**")
+        lines.append(f"\nGoal: {g['name']}: {value} ({g['op']} {g['goal']}{' GB' if g['unit'] == 'GB' else '×'}): "
+                     f"{met}{' (' + g['note'] + ')' if g.get('note') else ''}")
+    return "\n".join(lines)
+
+
 def header(result: dict) -> str:
     if result.get("smoke"):
         return "_smoke run: it shows that the benchmark runs; its numbers mean nothing_"
@@ -99,6 +123,8 @@ def header(result: dict) -> str:
 
 def render(result: dict) -> str:
     """The README block for one results file."""
+    if result.get("kind") == "memory":
+        return header(result) + "\n\n" + memory_table(result)
     if result.get("kind") == "speed":
         notes = "".join(f"\n\nNote: {n}" for n in result.get("notes", []))
         return header(result) + "\n\n" + speed_table(result) + notes

@@ -28,7 +28,7 @@ rec = json.loads((work / "fsdp" / "reasondistill.json").read_text())["train"]
 print("fsdp record:", rec)
 assert rec["distributed_type"] == "FSDP", rec
 assert rec["num_processes"] == n, rec
-assert rec["resumed_from"] == 40 and rec["steps"] == 60, rec
+assert rec["resumed_from"] == 20 and rec["steps"] == 60, rec  # the last checkpoint before step 40
 single = [json.loads(l) for l in (work / "single" / "metrics.jsonl").read_text().splitlines()]
 fsdp = [json.loads(l) for l in (work / "fsdp" / "metrics.jsonl").read_text().splitlines()]
 print("single:", [r["loss"] for r in single]); print("fsdp:  ", [r["loss"] for r in fsdp])

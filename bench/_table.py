@@ -124,7 +124,8 @@ def header(result: dict) -> str:
 def render(result: dict) -> str:
     """The README block for one results file."""
     if result.get("kind") == "memory":
-        return header(result) + "\n\n" + memory_table(result)
+        notes = "".join(f"\n\nNote: {n}" for n in result.get("notes", []))
+        return header(result) + "\n\n" + memory_table(result) + notes
     if result.get("kind") == "speed":
         notes = "".join(f"\n\nNote: {n}" for n in result.get("notes", []))
         return header(result) + "\n\n" + speed_table(result) + notes

@@ -18,6 +18,7 @@ from ..hub import hub_reachable, is_hub_id, local_only, not_cached
 from .tokenizer import train_tokenizer
 
 # name -> (hidden, layers, heads, mlp); "micro" is for unit tests, "tiny" for the demo and benches.
+# A student spec may add the tokenizer split: "mini:digits", "tiny:chars" (see models.tokenizer).
 TINY_SIZES: dict[str, tuple[int, int, int, int]] = {
     "micro": (32, 1, 2, 64),
     "mini": (64, 2, 4, 192),
@@ -32,9 +33,15 @@ def is_tiny(spec: str) -> bool:
 
 def build_tiny_student(spec: str, texts: Iterable[str], *, vocab_size: int = 600,
                        max_positions: int = 1024, seed: int = 0):
-    """A fresh LLaMA-style model named by ``spec`` ("tiny", "micro", "small"), tokenizer from ``texts``."""
-    tok = train_tokenizer(texts, vocab_size=vocab_size)
+    """A fresh LLaMA-style model named by ``spec`` ("tiny", "micro", "small"), tokenizer from ``texts``.
+    ``SIZE:SPLIT`` (``mini:digits``, ``tiny:chars``) picks the tokenizer's split (models.tokenizer)."""
+    tok = train_tokenizer(texts, vocab_size=vocab_size, split=tokenizer_split(spec))
     return tiny_model(spec, tok, max_positions=max_positions, seed=seed), prepare_tokenizer(tok, spec)
+
+
+def tokenizer_split(spec: str) -> str:
+    """The tokenizer split a tiny spec names: ``mini:chars`` -> "chars"; plain ``mini`` -> "bpe"."""
+    return spec.partition(":")[2] or "bpe"
 
 
 def tiny_model(spec: str, tok: PreTrainedTokenizerBase, *, max_positions: int = 1024, seed: int = 0):

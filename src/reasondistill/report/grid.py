@@ -71,8 +71,8 @@ def is_synthetic(task: str) -> bool:
 
 def task_slug(task: str) -> str:
     """Folder-safe, short task label: ``synthetic-coin_flip``, ``hf-gsm8k``, or a file's stem."""
-    if is_synthetic(task) or task.startswith("hf:"):
-        return task.replace("/", "-").replace(":", "-")
+    if is_synthetic(task) or task.startswith("hf:"):  # synthetic/arithmetic:long=300 -> synthetic-arithmetic-long300
+        return task.replace("/", "-").replace(":", "-").replace("=", "")
     return Path(task).stem
 
 
@@ -162,8 +162,8 @@ def _check_run_refs(methods: list[dict]) -> None:
 
 def _resolve_task(task: str, data_root: str | None, base_dir: Path | None) -> str:
     if is_synthetic(task):
-        from ..tasks import SYNTHETIC_TASKS
-        if task.removeprefix("synthetic/") not in SYNTHETIC_TASKS:
+        from ..tasks import SYNTHETIC_TASKS, parse_spec
+        if parse_spec(task)[0] not in SYNTHETIC_TASKS:
             raise UserError(f"compare config: unknown synthetic task '{task}'; valid: "
                             + ", ".join(f"synthetic/{t}" for t in SYNTHETIC_TASKS))
         return task

@@ -11,12 +11,13 @@ from .answers import chance_accuracy, extract_answer, is_correct, normalize
 from .example import ANSWER_TYPES, AnswerType, Example
 from .loaders import (FORMATS, HUB_DATASETS, detect_format, infer_answer_type, load_hf_dataset, load_path,
                       train_test_split)
-from .synthetic import SYNTHETIC_TASKS, generate, rationale_answer, scripted_rationale
+from .synthetic import SYNTHETIC_TASKS, generate, parse_spec, rationale_answer, scripted_rationale, with_style
 
 __all__ = [
     "ANSWER_TYPES", "AnswerType", "Example", "SYNTHETIC_TASKS", "chance_accuracy", "detect_format",
     "extract_answer", "generate", "infer_answer_type", "is_correct", "list_tasks", "load_hf_dataset",
-    "load_path", "load_task", "normalize", "rationale_answer", "scripted_rationale", "train_test_split",
+    "load_path", "load_task", "normalize", "parse_spec", "rationale_answer", "scripted_rationale",
+    "train_test_split", "with_style",
 ]
 
 SPLITS = ("train", "test", "all")
@@ -29,7 +30,8 @@ def load_task(spec: str, split: str = "train", *, n: int | None = None, seed: in
     """Examples for a task spec: ``synthetic/<name>``, a local file path, or ``hf:<name>``.
 
     Synthetic train sets get ``n or 1000`` examples (with ``hallucination``); test sets ``n or 200``,
-    always clean, from another seed and a disjoint question space. A file is split with a seeded
+    always clean, from another seed and a disjoint question space. ``synthetic/NAME:long[=TOKENS]``
+    writes reasoning-model traces of about TOKENS tokens (default 500) instead of short rationales. A file is split with a seeded
     shuffle (``test_fraction``, ``seed``), so train and test of one file never overlap; ``n`` keeps
     the first n of the chosen split.
     """
@@ -37,10 +39,11 @@ def load_task(spec: str, split: str = "train", *, n: int | None = None, seed: in
     if spec.startswith("synthetic/"):
         if split not in SPLITS:
             raise UserError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
-        name = spec.removeprefix("synthetic/")
+        name, style, tokens = parse_spec(spec)
         if name not in SYNTHETIC_TASKS:
             raise UserError(f"unknown synthetic task '{name}'; valid: {', '.join(SYNTHETIC_TASKS)}")
-        train = generate(name, n or 1000, seed, hallucination, split="train") if split != "test" else []
+        train = (generate(name, n or 1000, seed, hallucination, split="train", style=style, tokens=tokens)
+                 if split != "test" else [])
         test = generate(name, n or 200, seed + TEST_SEED_OFFSET, 0.0, split="test") if split != "train" else []
         examples = train + test
     elif spec.startswith("hf:"):

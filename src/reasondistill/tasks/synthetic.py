@@ -218,7 +218,7 @@ SYNTHETIC_TASKS: dict[str, SyntheticTask] = {t.name: t for t in [
 
 
 def _task_of(name: str) -> SyntheticTask:
-    key = name.removeprefix("synthetic/")
+    key = name.removeprefix("synthetic/").partition(":")[0]
     if key not in SYNTHETIC_TASKS:
         raise UserError(f"unknown synthetic task '{name}'; valid: {', '.join(SYNTHETIC_TASKS)}")
     return SYNTHETIC_TASKS[key]
@@ -265,13 +265,47 @@ def scripted_rationale(example: Example, rng: random.Random, hallucinate: bool =
     return _write(example, rng, hallucinate)[0]
 
 
+STYLES = ("short", "long")
+
+
+def parse_spec(spec: str) -> tuple[str, str, int | None]:
+    """``synthetic/NAME[:long[=TOKENS]]`` -> (NAME, style, tokens). The style rides on the task spec
+    so every stage that loads the task (teach, train, the grid's cells and baselines) gets it."""
+    name, _, style = spec.removeprefix("synthetic/").partition(":")
+    style, _, tokens = style.partition("=")
+    style = style or "short"
+    if style not in STYLES or (tokens and (style != "long" or not tokens.isdigit())):
+        raise UserError(f"bad synthetic task spec '{spec}'; write synthetic/NAME, synthetic/NAME:long "
+                        "or synthetic/NAME:long=TOKENS")
+    return name, style, int(tokens) if tokens else None
+
+
+def with_style(spec: str, style: str | None, tokens: int | None = None) -> str:
+    """``spec`` with a trace style (and length) added, for ``--style long --trace-tokens N``."""
+    if not style and not tokens:
+        return spec
+    if not spec.startswith("synthetic/"):
+        raise UserError(f"--style and --trace-tokens apply to synthetic tasks only, not '{spec}'")
+    name, old, old_tokens = parse_spec(spec)
+    style = style or old
+    if style not in STYLES:
+        raise UserError(f"unknown trace style '{style}'; valid: {', '.join(STYLES)}")
+    tokens = tokens or old_tokens
+    if tokens and style != "long":
+        raise UserError("--trace-tokens needs --style long")
+    return f"synthetic/{name}" + (f":long={tokens}" if tokens else ":long" if style == "long" else "")
+
+
 def generate(task: str, n: int, seed: int = 0, hallucination: float = 0.0, *,
-             split: str | None = None) -> list[Example]:
-    """``n`` examples of a synthetic task, deterministic in (task, n, seed, hallucination, split).
+             split: str | None = None, style: str = "short", tokens: int | None = None) -> list[Example]:
+    """``n`` examples of a synthetic task, deterministic in (task, n, seed, hallucination, split,
+    style, tokens).
 
     Exactly ``round(hallucination * n)`` rationales are corrupted (chosen by a seeded rng that does
-    not touch the questions: the same seed gives the same questions at any hallucination level).
-    ``split`` "train" or "test" keeps only questions of that side of :func:`is_test_question`.
+    not touch the questions: the same seed gives the same questions at any hallucination level and
+    in either style). ``split`` "train" or "test" keeps only questions of that side of
+    :func:`is_test_question`. ``style`` "long" writes reasoning-model traces of about ``tokens``
+    tokens (:mod:`.long_traces`) instead of the short step-by-step rationales.
     """
     spec = _task_of(task)
     if not isinstance(n, int) or n < 0:
@@ -280,6 +314,12 @@ def generate(task: str, n: int, seed: int = 0, hallucination: float = 0.0, *,
         raise UserError(f"hallucination must be between 0 and 1, got {hallucination}")
     if split not in (None, "train", "test"):
         raise UserError(f"unknown split '{split}' for a synthetic task; valid: train, test")
+    if style not in STYLES:
+        raise UserError(f"unknown trace style '{style}'; valid: {', '.join(STYLES)}")
+    from .long_traces import DEFAULT_TOKENS, MAX_TOKENS, MIN_TOKENS, long_trace, trace_tokens
+    tokens = tokens or DEFAULT_TOKENS
+    if style == "long" and not MIN_TOKENS <= tokens <= MAX_TOKENS:
+        raise UserError(f"trace tokens must be between {MIN_TOKENS} and {MAX_TOKENS}, got {tokens}")
     rng = random.Random(f"{spec.name}/{seed}")
     bad = set(random.Random(f"{spec.name}/{seed}/hallucination").sample(range(n), round(hallucination * n)))
     examples: list[Example] = []
@@ -291,7 +331,12 @@ def generate(task: str, n: int, seed: int = 0, hallucination: float = 0.0, *,
         ex = Example(id=f"{spec.name}-{seed}-{i}", question=question, answer=answer,
                      answer_type=spec.answer_type, choices=choices, teacher_answer=answer,
                      task=f"synthetic/{spec.name}", meta={"problem": problem})
-        ex.rationale, mode = _write(ex, random.Random(f"{spec.name}/{seed}/{i}"), i in bad)
+        if style == "long":  # its own rng stream: the short style's rationales stay as they were
+            ex.rationale, mode = long_trace(spec.name, problem, random.Random(f"{spec.name}/{seed}/{i}/long"),
+                                            i in bad, tokens)
+            ex.meta.update(style="long", thinking_tokens=trace_tokens(ex.rationale))
+        else:
+            ex.rationale, mode = _write(ex, random.Random(f"{spec.name}/{seed}/{i}"), i in bad)
         ex.meta["hallucinated"] = mode is not None
         if mode:
             ex.meta["hallucination"] = mode

@@ -16,7 +16,7 @@ TEACH_DEFAULTS: dict[str, Any] = {
     "max_retries": 6, "backoff": 1.0, "extra_body": None, "few_shot": None, "shots": None, "keep": "correct",
     "no_dedup": False, "store": None, "quiet": False, "save_logits": None, "reasoning": "auto",
     "select": "all-correct", "max_rationale_tokens": None, "batch_api": False, "batch_poll": 30.0,
-    "price_in": None, "price_out": None,
+    "price_in": None, "price_out": None, "style": None, "trace_tokens": None,
 }
 
 
@@ -35,10 +35,12 @@ def _extra_body(value: Any) -> dict | None:
 def cmd_teach(args: argparse.Namespace) -> None:
     from ..cli import require, resolve
     from ..rationales import format_selection, format_stats
+    from ..tasks import with_style
     from .run import teach
     o = resolve(args, TEACH_DEFAULTS)
     require(o, "teach", "data", "teacher", "out")
-    summary = teach(o["data"], o["teacher"], o["out"], split=o["split"], n=o["n"], seed=o["seed"],
+    data = with_style(str(o["data"]), o["style"], o["trace_tokens"])  # synthetic/NAME:long=TOKENS
+    summary = teach(data, o["teacher"], o["out"], split=o["split"], n=o["n"], seed=o["seed"],
                     hallucination=o["hallucination"], format=o["format"], base_url=o["base_url"], api=o["api"],
                     samples=o["samples"], temperature=o["temperature"], top_p=o["top_p"], max_tokens=o["max_tokens"],
                     concurrency=o["concurrency"], timeout=o["timeout"], max_retries=o["max_retries"],
@@ -88,6 +90,10 @@ def register(sub) -> None:
     add_data_options(p, "built-in task (synthetic/coin_flip), hf:NAME or a JSON/JSONL path",
                      "default: all of a file, train of a synthetic or hub task")
     p.add_argument("--teacher", help="openai:MODEL | hf:ID_OR_PATH | scripted")
+    p.add_argument("--style", help="synthetic tasks: short (default) or long: reasoning-model traces with checks, "
+                                   "detours and backtracking (same as --data synthetic/NAME:long)")
+    p.add_argument("--trace-tokens", type=int, help="--style long: trace length in tokens (default 500; 200-2000 "
+                                                     "is a reasoning model's range)")
     p.add_argument("--out", help="rationale file to write (JSONL, usable as train --data)")
     p.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (key: OPENAI_API_KEY)")
     p.add_argument("--api", help="chat (default for openai:) or completions")

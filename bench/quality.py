@@ -2,6 +2,7 @@
 
     python bench/quality.py --suite synthetic          # ~30 min on 2 CPU cores
     python bench/quality.py --suite real               # zero-shot-cot teacher files (../shared/data)
+    python bench/quality.py --suite long               # reasoning-model traces: accuracy and time to answer
     python bench/quality.py --suite synthetic --smoke  # a tiny slice, to check that it runs
     python bench/quality.py --table                    # refresh bench/README.md from bench/results
 
@@ -24,27 +25,36 @@ sys.path.insert(0, str(HERE))
 import _table
 from _common import provenance, run_main
 
+from reasondistill.errors import UserError
+
 SMOKE = {"seeds": [0], "n_train": 64, "n_test": 16,
          "training": {"max_steps": 20, "batch_size": 16, "lr": 0.003, "checkpoint_every": 0, "log_every": 5}}
 
 
 
-def suite_config(suite: str, smoke: bool, overrides: dict | None = None) -> dict:
+def suite_config(suite: str, smoke: bool, overrides: dict | None = None, gpu: bool = False) -> dict:
     """The suite's YAML, with data_root from $REASONDISTILL_SHARED_DATA if set; ``smoke`` keeps one
     task, the first two methods and a few steps; ``overrides`` replace top-level keys (a smaller
-    grid on a busy day: fewer seeds or rates; the command is recorded with the results)."""
+    grid on a busy day: fewer seeds or rates; the command is recorded with the results); ``gpu``
+    applies the YAML's ``gpu:`` section (bigger students, more steps) over the rest."""
     import yaml
 
     from reasondistill.report.grid import load_config
     path = HERE / "configs" / f"{suite}.yaml"
     raw = yaml.safe_load(path.read_text())
+    gpu_section = raw.pop("gpu", None) or {}
+    if gpu:
+        if not gpu_section:
+            raise UserError(f"{path.name} has no gpu: section")
+        training = {**raw.get("training", {}), **gpu_section.pop("training", {})}
+        raw.update(gpu_section, training=training, out=raw["out"] + "-gpu")
     if suite == "real" and os.environ.get("REASONDISTILL_SHARED_DATA"):
-        raw["data_root"] = str(Path(os.environ["REASONDISTILL_SHARED_DATA"]) / "zero-shot-cot")
+        raw["data_root"] = os.environ["REASONDISTILL_SHARED_DATA"]
     if raw.get("data_root") and not Path(raw["data_root"]).is_absolute():
         raw["data_root"] = str((path.parent / raw["data_root"]).resolve())
     for key, value in (overrides or {}).items():
-        if key == "max_steps":
-            raw["training"] = {**raw.get("training", {}), "max_steps": value}
+        if key in ("max_steps", "batch_size"):
+            raw["training"] = {**raw.get("training", {}), key: value}
         else:
             raw[key] = value
     if smoke:
@@ -55,7 +65,7 @@ def suite_config(suite: str, smoke: bool, overrides: dict | None = None) -> dict
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--suite", choices=["synthetic", "real"])
+    parser.add_argument("--suite", choices=["synthetic", "real", "long"])
     parser.add_argument("--smoke", action="store_true", help="one task, two methods, a few steps")
     parser.add_argument("--out", help="results JSON (default bench/results/quality-<suite>.json; "
                                       "smoke: runs/bench/<suite>-smoke/quality.json)")
@@ -64,7 +74,12 @@ def main() -> int:
     parser.add_argument("--hallucination", type=float, nargs="+", help="override the config's rates")
     parser.add_argument("--max-steps", type=int, help="override training.max_steps")
     parser.add_argument("--tasks", nargs="+", help="override the config's tasks")
+    parser.add_argument("--batch-size", type=int, help="override training.batch_size")
+    parser.add_argument("--n-train", type=int, help="override the config's n_train")
+    parser.add_argument("--n-test", type=int, help="override the config's n_test")
     parser.add_argument("--methods", nargs="+", help="override the config's methods (plain names)")
+    parser.add_argument("--gpu", action="store_true", help="the config's gpu: settings, cells in parallel processes")
+    parser.add_argument("--jobs", type=int, default=8, help="--gpu: processes at once (default 8)")
     parser.add_argument("--table", action="store_true", help="only refresh bench/README.md from bench/results")
     args = parser.parse_args()
     if args.table:
@@ -76,15 +91,20 @@ def main() -> int:
     from reasondistill import compare
     from reasondistill.io import atomic_write_json
     overrides = {k: v for k, v in (("seeds", args.seeds), ("hallucination", args.hallucination),
-                                   ("max_steps", args.max_steps), ("tasks", args.tasks),
-                                   ("methods", args.methods)) if v is not None}
-    cfg = suite_config(args.suite, args.smoke, overrides)
+                                   ("max_steps", args.max_steps), ("batch_size", args.batch_size), ("tasks", args.tasks),
+                                   ("methods", args.methods), ("n_train", args.n_train),
+                                   ("n_test", args.n_test)) if v is not None}
+    cfg = suite_config(args.suite, args.smoke, overrides, gpu=args.gpu)
     runs = Path(args.runs or cfg["out"])
     started = time.perf_counter()
-    results = compare(cfg, out=runs)
+    if args.gpu:
+        from _parallel import compare_parallel
+        results = compare_parallel(cfg, runs, args.jobs)
+    else:
+        results = compare(cfg, out=runs)
     wall = time.perf_counter() - started
-    out = Path(args.out) if args.out else (runs / "quality.json" if args.smoke
-                                           else HERE / "results" / f"quality-{args.suite}.json")
+    name = f"quality-{args.suite}" + ("-gpu" if args.gpu else "")
+    out = Path(args.out) if args.out else (runs / "quality.json" if args.smoke else HERE / "results" / f"{name}.json")
     record = {"kind": "quality", "suite": args.suite, "smoke": args.smoke, **provenance("quality.py"),
               "wall_seconds": round(wall, 1),
               "cells_seconds": round(sum(r.get("seconds") or 0.0 for r in results["rows"]), 1),

@@ -56,7 +56,7 @@ def main() -> int:
     import torch
 
     from reasondistill import api
-    from reasondistill.io import atomic_write_json
+    from reasondistill.io import atomic_write_json, read_json
     torch.set_num_threads(args.threads)
     task = args.task if "/" in args.task else f"synthetic/{args.task}"
     label = args.label or (f"{task.split('/')[-1]}-{args.method}-{args.student.replace(':', '_')}-n{args.n_train}"
@@ -65,10 +65,15 @@ def main() -> int:
     started = time.perf_counter()
     training = {"max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                 "checkpoint_every": 0, "log_every": 25}
-    record = api.train(args.method, task, run_dir, student=args.student, n=args.n_train, seed=args.seed,
-                       training=training, vocab_size=args.vocab_size, progress=False)
-    train_s = time.perf_counter() - started
-    metrics = api.evaluate(run_dir, task, split="test", n=args.n_test, seed=0, progress=False)
+    reused = (run_dir / "metrics.json").exists()  # finished before (a crash while logging): record it
+    if reused:
+        record, metrics = read_json(run_dir / api.RUN_FILE), read_json(run_dir / "metrics.json")
+        train_s = record["train"]["seconds"]
+    else:
+        record = api.train(args.method, task, run_dir, student=args.student, n=args.n_train, seed=args.seed,
+                           training=training, vocab_size=args.vocab_size, progress=False)
+        train_s = time.perf_counter() - started
+        metrics = api.evaluate(run_dir, task, split="test", n=args.n_test, seed=0, progress=False)
     result = {**provenance("settings_search.py"), "label": label, "task": task, "method": args.method,
               "student": args.student, "n_train": args.n_train, "n_test": metrics["n"],
               "max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr,
@@ -77,14 +82,14 @@ def main() -> int:
                                                                                           args.n_test, args.seed), 4),
               "tokens_to_answer": round(metrics["tokens_to_answer"], 1),
               "final_loss": record["train"].get("final_loss"), "train_seconds": round(train_s, 1),
-              "seconds": round(time.perf_counter() - started, 1)}
+              "seconds": None if reused else round(time.perf_counter() - started, 1), "reused": reused}
     with open(RESULTS.with_suffix(".lock"), "w") as lock:  # calls may run side by side
         fcntl.flock(lock, fcntl.LOCK_EX)
         log = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"kind": "settings-search", "runs": []}
         log["runs"].append(result)
         atomic_write_json(RESULTS, log)
     print(f"{label}: accuracy {result['accuracy']:.3f} (majority {result['majority']:.3f}), "
-          f"{result['seconds']:.0f} s")
+          f"{result['seconds'] or train_s:.0f} s")
     return 0
 
 

@@ -30,7 +30,7 @@ from .. import api
 from ..errors import UserError
 from ..io import atomic_write_json, read_json
 from ..methods import METHODS, get_method
-from ..tasks import is_correct, load_task
+from ..tasks import PAIR, is_correct, load_task
 
 RESULTS_FILE = "results.json"
 RUN_REF = "run:"
@@ -73,6 +73,8 @@ def task_slug(task: str) -> str:
     """Folder-safe, short task label: ``synthetic-coin_flip``, ``hf-gsm8k``, or a file's stem."""
     if is_synthetic(task) or task.startswith("hf:"):  # synthetic/arithmetic:long=300 -> synthetic-arithmetic-long300
         return task.replace("/", "-").replace(":", "-").replace("=", "")
+    if PAIR in task:  # .../svamp_train.jsonl::.../svamp_test.jsonl -> svamp_train+test
+        return Path(task.split(PAIR)[0]).stem + "+test"
     return Path(task).stem
 
 
@@ -169,6 +171,8 @@ def _resolve_task(task: str, data_root: str | None, base_dir: Path | None) -> st
         return task
     if task.startswith("hf:"):
         return task
+    if PAIR in task:  # a task's own train and test files, each resolved like a single file
+        return PAIR.join(_resolve_task(part, data_root, base_dir) for part in task.split(PAIR))
     path = Path(task).expanduser()
     if not path.is_absolute():
         roots = [Path(data_root).expanduser()] if data_root else []

@@ -39,6 +39,8 @@ CAPTIONS = {
                     "dotted: always giving the training set's most common answer.",
     "tradeoff.png": "Each point is a method on a task (one setting), mean over seeds. Time is wall-clock per "
                     "question until the answer is complete (answer-first methods stop there).",
+    "time_curve.png": "One panel per task and setting; whiskers are one standard deviation over seeds on both "
+                      "axes. Rows of one method at several thinking budgets are joined in order of time.",
     "hallucination.png": "Training rationales corrupted at the given rate (a wrong step or a wrong conclusion); "
                          "the test set is clean and gold answers are always right.",
     "losses.png": "Total loss differs by method (different terms); answer cross-entropy is the term all share.",

@@ -247,10 +247,50 @@ def plot_losses(rows: list[dict], root: Path, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_time_curve(rows: list[dict], path: Path) -> Path | None:
+    """Per task and setting: accuracy against milliseconds to the answer for every method, with
+    seed spread on both axes; rows of one base method (a think-first method at several thinking
+    budgets) are joined into a curve in order of time, so it shows where thinking longer stops
+    paying. Drawn for grids with long-trace tasks or budget rows; None otherwise."""
+    families = group(rows, ("task", "base_method"))
+    budgets = any(len({r["method"] for r in fam}) > 1 for fam in families.values())
+    if not budgets and not any("-long" in r["task"] for r in rows):
+        return None
+    colors = method_colors(rows)
+    panels = list(dict.fromkeys((r["task"], setting_label(r, rows)) for r in rows))
+    fig, axes = _figure(len(panels), width=4.6, height=3.6)
+    for ax, (task, setting) in zip(axes, panels):
+        mine = [r for r in rows if r["task"] == task and setting_label(r, rows) == setting]
+        for (base,), fam in group(mine, ("base_method",)).items():
+            points = []
+            for (name,), runs in group(fam, ("method",)).items():
+                (ms, ms_sd), (acc, acc_sd) = spread([r["ms_to_answer"] for r in runs]), spread([r["accuracy"] for r in runs])
+                ax.errorbar(ms, acc, xerr=ms_sd, yerr=acc_sd, fmt="o", color=colors[name], markersize=6, capsize=2,
+                            label=name)
+                points.append((ms, acc))
+            if len(points) > 1:
+                xs, ys = zip(*sorted(points))
+                ax.plot(xs, ys, color="grey", linewidth=1, alpha=0.7, zorder=0)
+        majority = [r["majority"] for r in mine if r.get("majority") is not None]
+        if majority:
+            ax.axhline(mean(majority), color="grey", linestyle=":", linewidth=1.2, label="majority answer")
+        ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis)
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("ms to the answer (log)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{task} {setting}".strip(), fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6, loc="lower right")
+    fig.suptitle("Accuracy against time to answer: methods and thinking budgets (mean ± std over seeds)")
+    return _save(fig, path)
+
+
 def draw_all(rows: list[dict], root: Path, out_dir: Path) -> list[tuple[str, Path]]:
     """Every figure that applies to these rows: (title, PNG path) in report order."""
     figures = [("Accuracy per method and task", plot_accuracy(rows, out_dir / "accuracy.png")),
                ("Accuracy against time to answer", plot_tradeoff(rows, out_dir / "tradeoff.png")),
+               ("Accuracy against time to answer, per setting", plot_time_curve(rows, out_dir / "time_curve.png")),
                ("Accuracy against hallucinated rationales", plot_hallucination(rows, out_dir / "hallucination.png")),
                ("Training curves", plot_losses(rows, root, out_dir / "losses.png"))]
     return [(title, p) for title, p in figures if p is not None]

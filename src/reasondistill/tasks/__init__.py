@@ -14,13 +14,14 @@ from .loaders import (FORMATS, HUB_DATASETS, detect_format, infer_answer_type, l
 from .synthetic import SYNTHETIC_TASKS, generate, parse_spec, rationale_answer, scripted_rationale, with_style
 
 __all__ = [
-    "ANSWER_TYPES", "AnswerType", "Example", "SYNTHETIC_TASKS", "chance_accuracy", "detect_format",
+    "ANSWER_TYPES", "AnswerType", "Example", "PAIR", "SYNTHETIC_TASKS", "chance_accuracy", "detect_format",
     "extract_answer", "generate", "infer_answer_type", "is_correct", "list_tasks", "load_hf_dataset",
     "load_path", "load_task", "normalize", "parse_spec", "rationale_answer", "scripted_rationale",
     "train_test_split", "with_style",
 ]
 
 SPLITS = ("train", "test", "all")
+PAIR = "::"  # TRAIN_FILE::TEST_FILE: a task released with its own train and test files
 TEST_SEED_OFFSET = 10_000  # synthetic test sets use seed + this, so they differ from any train set
 
 
@@ -30,7 +31,8 @@ def load_task(spec: str, split: str = "train", *, n: int | None = None, seed: in
     """Examples for a task spec: ``synthetic/<name>``, a local file path, or ``hf:<name>``.
 
     Synthetic train sets get ``n or 1000`` examples (with ``hallucination``); test sets ``n or 200``,
-    always clean, from another seed and a disjoint question space. ``synthetic/NAME:long[=TOKENS]``
+    always clean, from another seed and a disjoint question space. ``TRAIN_FILE::TEST_FILE`` reads
+    a task's own released splits (no seeded split). ``synthetic/NAME:long[=TOKENS]``
     writes reasoning-model traces of about TOKENS tokens (default 500) instead of short rationales. A file is split with a seeded
     shuffle (``test_fraction``, ``seed``), so train and test of one file never overlap; ``n`` keeps
     the first n of the chosen split.
@@ -52,6 +54,16 @@ def load_task(spec: str, split: str = "train", *, n: int | None = None, seed: in
             examples = load_hf_dataset(spec[3:], "train") + load_hf_dataset(spec[3:], "test")
         else:
             examples = load_hf_dataset(spec[3:], split)  # the hub's own splits (train, test, validation)
+        examples = examples[:n] if n else examples
+    elif PAIR in spec:
+        _no_hallucination(spec, hallucination)
+        if split not in SPLITS:
+            raise UserError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
+        files = spec.split(PAIR)
+        if len(files) != 2 or not all(Path(f).is_file() for f in files):
+            raise UserError(f"'{spec}' must be TRAIN_FILE{PAIR}TEST_FILE, two existing files")
+        chosen = files if split == "all" else [files[split == "test"]]
+        examples = [ex for f in chosen for ex in load_path(f, format, **field_options)]
         examples = examples[:n] if n else examples
     elif Path(spec).is_file():
         _no_hallucination(spec, hallucination)

@@ -1,0 +1,102 @@
+"""The benchmark suites: their configs load, a task's own train/test files, the parallel GPU runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reasondistill import UserError, compare
+from reasondistill.report.grid import cells, load_config, task_slug
+from reasondistill.tasks import generate, load_task
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = {"max_steps": 6, "batch_size": 8, "lr": 1e-2, "log_every": 3, "checkpoint_every": 0}
+
+
+@pytest.fixture()
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import _parallel
+    import quality
+    return quality, _parallel
+
+
+def _records(path: Path, seed: int, n: int) -> Path:
+    with open(path, "w") as f:
+        for i, ex in enumerate(generate("coin_flip", n, seed=seed)):
+            f.write(json.dumps({"id": f"{path.stem}-{i}", "question": ex.question, "answer": ex.answer,
+                                "rationale": ex.rationale, "teacher_answer": ex.answer}) + "\n")
+    return path
+
+
+def test_a_task_with_its_own_train_and_test_files(tmp_path):
+    train, test = _records(tmp_path / "cf_train.jsonl", 1, 24), _records(tmp_path / "cf_test.jsonl", 2, 10)
+    pair = f"{train}::{test}"
+    assert [e.id for e in load_task(pair, "train")] == [f"cf_train-{i}" for i in range(24)]
+    assert [e.id for e in load_task(pair, "test")] == [f"cf_test-{i}" for i in range(10)]
+    assert len(load_task(pair, "all")) == 34 and len(load_task(pair, "test", n=4)) == 4
+    with pytest.raises(UserError, match="TRAIN_FILE::TEST_FILE"):
+        load_task(f"{train}::{tmp_path / 'missing.jsonl'}", "train")
+    cfg = load_config({"out": str(tmp_path / "grid"), "methods": ["post_thinking"], "student": "micro",
+                       "tasks": ["cf_train.jsonl::cf_test.jsonl"], "vocab_size": 320, "training": TRAIN,
+                       "explain": False}, base_dir=tmp_path)
+    assert cfg["tasks"] == [pair] and task_slug(pair) == "cf_train+test"
+    row = compare(cfg, progress=False, report=False)["rows"][0]
+    assert row["n"] == 10 and row["n_train"] == 24  # trained on the train file, scored on the test file
+    assert row["run_dir"].startswith("cf_train+test/")
+
+
+def test_every_suite_config_loads_with_its_gpu_variant(bench, monkeypatch, shared_data):
+    quality, _ = bench
+    monkeypatch.setenv("REASONDISTILL_SHARED_DATA", str(shared_data))
+    for suite in ("synthetic", "real", "long"):
+        cpu, gpu = quality.suite_config(suite, False), quality.suite_config(suite, False, gpu=True)
+        assert len(cpu["seeds"]) == 3 and cells(cpu)
+        assert gpu["out"] == cpu["out"] + "-gpu" and gpu["student"] != cpu["student"]
+        assert gpu["training"]["max_steps"] > cpu["training"]["max_steps"]
+    long = quality.suite_config("long", False)
+    assert all(t.split(":")[1].startswith("long") for t in long["tasks"]) and long["hallucination"] == [0.0, 0.2, 0.4]
+    assert {m["name"] for m in long["methods"]} >= {"pre_thinking", "post_thinking", "pst", "adaptive"}
+    assert quality.suite_config("synthetic", False)["n_test"] >= 500
+    real = quality.suite_config("real", False)
+    assert {"svamp_train+test", "commonsenseqa_train+test"} <= {task_slug(t) for t in real["tasks"]}
+    assert real["keep"] == ["correct", "all"]
+
+
+def test_parallel_runner_covers_the_grid_once_and_merges_a_report(bench, tmp_path):
+    _, parallel = bench
+    cfg = load_config({"out": str(tmp_path / "g"), "methods": ["answer_only", "post_thinking"], "student": "micro",
+                       "tasks": ["synthetic/coin_flip", "synthetic/tracking"], "seeds": [0], "n_train": 24,
+                       "n_test": 8, "vocab_size": 320, "training": TRAIN, "explain": False})
+    parts = parallel.parts(cfg)
+    split = [c.rel_dir for _, part in parts for c in cells(load_config(part))]
+    assert sorted(split) == sorted(c.rel_dir for c in cells(cfg)) and len(parts) == 2
+    results = parallel.compare_parallel(cfg, tmp_path / "g", jobs=2)
+    assert results["complete"] and not results["failed_parts"]
+    assert len(results["rows"]) == len(cells(cfg)) == 4
+    for row in results["rows"]:
+        assert (tmp_path / "g" / row["run_dir"] / "metrics.json").is_file()
+    assert Path(results["report"]).is_file()
+    again = parallel.compare_parallel(cfg, tmp_path / "g", jobs=2)  # finished cells are not redone
+    assert [r["seconds"] for r in again["rows"]] == [r["seconds"] for r in results["rows"]]
+
+
+def _row(task: str, method: str, base: str, seed: int, acc: float, ms: float, h: float = 0.0) -> dict:
+    return {"task": task, "method": method, "base_method": base, "hallucination": h, "seed": seed, "keep": "all",
+            "accuracy": acc, "ms_to_answer": ms, "chance": 0.5, "majority": 0.5, "run_dir": "x"}
+
+
+def test_time_curve_drawn_for_long_traces_and_budgets_only(tmp_path):
+    from reasondistill.report.plots import draw_all, plot_time_curve
+    long = [_row("synthetic-coin_flip-long200", m, b, s, 0.6 + 0.1 * s, ms * (1 + s), h)
+            for s in (0, 1) for h in (0.0, 0.4)
+            for m, b, ms in (("pre_thinking", "pre_thinking", 40.0), ("pre_thinking@64", "pre_thinking", 9.0),
+                             ("post_thinking", "post_thinking", 0.8))]
+    png = plot_time_curve(long, tmp_path / "curve.png")
+    assert png.is_file() and png.stat().st_size > 10_000
+    titles = [title for title, _ in draw_all(long, tmp_path, tmp_path / "plots")]
+    assert "Accuracy against time to answer, per setting" in titles
+    short = [r | {"task": "synthetic-coin_flip"} for r in long if "@" not in r["method"]]
+    assert plot_time_curve(short, tmp_path / "none.png") is None  # nothing to add to the trade-off plot

@@ -75,6 +75,7 @@ def main() -> int:
     parser.add_argument("--max-steps", type=int, help="override training.max_steps")
     parser.add_argument("--tasks", nargs="+", help="override the config's tasks")
     parser.add_argument("--batch-size", type=int, help="override training.batch_size")
+    parser.add_argument("--student", help="override the config's student (e.g. mini:chars)")
     parser.add_argument("--n-train", type=int, help="override the config's n_train")
     parser.add_argument("--n-test", type=int, help="override the config's n_test")
     parser.add_argument("--methods", nargs="+", help="override the config's methods (plain names)")
@@ -91,7 +92,7 @@ def main() -> int:
     from reasondistill import compare
     from reasondistill.io import atomic_write_json
     overrides = {k: v for k, v in (("seeds", args.seeds), ("hallucination", args.hallucination),
-                                   ("max_steps", args.max_steps), ("batch_size", args.batch_size), ("tasks", args.tasks),
+                                   ("max_steps", args.max_steps), ("batch_size", args.batch_size), ("tasks", args.tasks), ("student", args.student),
                                    ("methods", args.methods), ("n_train", args.n_train),
                                    ("n_test", args.n_test)) if v is not None}
     cfg = suite_config(args.suite, args.smoke, overrides, gpu=args.gpu)

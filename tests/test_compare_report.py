@@ -123,11 +123,13 @@ def test_changed_config_refuses_old_folders(grid):
 
 
 @pytest.mark.parametrize("patch, needle", [
-    ({"bogus": 1}, "unknown key(s) bogus"),
+    ({"bogus": 1}, "bogus=...): unknown option"),
     ({"methods": ["nope"]}, "unknown method 'nope'"),
     ({"methods": [{"name": "x", "method": "pst", "options": {"bogus": 1}}]}, "bogus"),
     ({"methods": ["answer_only", {"name": "answer_only", "method": "prefix"}]}, "appear twice"),
-    ({"keep": ["some"]}, "keep must be"),
+    ({"keep": ["some"]}, "keep=...)[0]: input should be 'correct' or 'all'"),
+    ({"seeds": "x"}, "seeds"),
+    ({"methods": [{"name": "../up", "method": "pst"}]}, "cannot be a folder name"),
     ({"tasks": ["missing.jsonl"]}, "task file not found: missing.jsonl"),
     ({"tasks": ["synthetic/nope"]}, "unknown synthetic task"),
     ({"training": {"max_stepz": 3}}, "max_stepz"),
@@ -244,7 +246,7 @@ def test_two_stage_rows_build_on_earlier_rows(tmp_path):
     assert teacher["student"] == "mini" and teacher["train"]["steps"] == 6
     kd = json.loads((grid / "pre_thinking+kd" / "h0-s0-all" / "train_call.json").read_text())
     assert kd["method_options"]["teacher_model"] == str((grid / "teacher" / "h0-s0-all").resolve())
-    assert kd["student"] == "micro" and kd["training"]["max_steps"] == TRAIN["max_steps"]
+    assert kd["student"] == "micro" and kd["max_steps"] == TRAIN["max_steps"]  # the call is the flat train options
     assert all(r["accuracy"] is not None for r in rows.values())
 
 

@@ -188,5 +188,5 @@ def test_masked_thought_with_kpod_still_learns(tmp_path):
 def test_bad_options_are_user_errors():
     with pytest.raises(UserError, match="weight_floor"):
         get_method("kpod", weight_floor=2)
-    with pytest.raises(UserError, match="no option"):
+    with pytest.raises(UserError, match="unknown option"):
         get_method("kpod", sparsityy=1)

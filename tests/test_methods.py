@@ -113,5 +113,5 @@ def test_masked_thought_masks_only_rationale_inputs():
 def test_unknown_method_and_option_are_user_errors():
     with pytest.raises(UserError, match="unknown method"):
         get_method("magic")
-    with pytest.raises(UserError, match="no option"):
+    with pytest.raises(UserError, match="unknown option"):
         get_method("post_thinking", answer_wieght=2)

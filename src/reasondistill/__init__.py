@@ -12,7 +12,7 @@ from .errors import UserError
 
 __version__ = "0.1.0"
 _API = {"demo": ".api", "evaluate": ".api", "load_run": ".api", "train": ".api",
-        "compare": ".report", "report": ".report", "teach": ".teachers"}
+        "compare": ".report", "report": ".report", "teach": ".teachers.cli"}
 __all__ = ["UserError", "__version__", *_API]
 
 

@@ -1,36 +1,39 @@
 """The Python API: the same verbs, options and run folders as the CLI.
 
-A run folder is self-describing: ``reasondistill.json`` (method, options, data, student, training
-summary), ``train_call.json`` (the resolved call; ``config.json`` is the saved model's own),
-``metrics.jsonl`` (training curve), the student in Hugging Face format (loads with
-``AutoModelForCausalLM.from_pretrained``), the method's extra modules, and, after evaluation,
-``metrics.json`` and ``predictions.jsonl``.
+``train``, ``evaluate`` and ``demo`` take exactly the CLI's options as keywords (their definitions
+are in commands.py; ``help(reasondistill.train)`` lists them) and check them the same way. The run
+folder's files are described in runfolder.py.
 """
 
 from __future__ import annotations
 
+import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from .commands import DemoOptions, EvalOptions, TrainConfig, TrainOptions
 from .errors import UserError
 from .evaluation import evaluate as evaluate_predictions
-from .io import atomic_write_json, atomic_write_text, read_json
+from .io import atomic_write_json, atomic_write_text
 from .kd import teacher_spec, tiny_student_for_teacher, use_stored_logits
 from .layout import layout_from_record, resolve_layout
 from .methods import format_question, get_method
 from .models import apply_lora, is_tiny, load_student, load_tokenizer
 from .models.student import tiny_model
+from .options import build, call_values, takes
 from .processes import process_state
+from .runfolder import CALL_FILE, METRICS_FILE, RUN_FILE, abandon, check_writable_dir, prepare, read_record, start
+from .runfolder import write_record
 from .tasks import Example, load_task
-from .training import TrainConfig
 from .training import train as run_training
 
-RUN_FILE = "reasondistill.json"
-CALL_FILE = "train_call.json"  # the resolved call; config.json is the saved model's own
+__all__ = ["CALL_FILE", "RUN_FILE", "TrainConfig", "demo", "evaluate", "load_run", "train"]
 TEMPLATE_WORDS = "Question: Choices: Answer: Rationale: [answer] [rationale] Therefore, the answer is"
+TRAIN_ARGS = ("method", "data", "out")
+EVAL_ARGS = ("model", "data")
 
 
 def filter_rationales(examples: list[Example], keep: str = "correct") -> list[Example]:
@@ -54,101 +57,129 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def train(method: str, data: str, out: str | Path, *, student: str = "tiny", method_options: dict | None = None,
-          training: TrainConfig | dict | None = None, split: str = "train", n: int | None = None,
-          seed: int = 0, hallucination: float = 0.0, keep: str = "correct", format: str | None = None,
-          vocab_size: int = 600, lora_r: int = 0, resume: bool = False, progress: bool = True,
-          test_fraction: float = 0.2, split_seed: int | None = None, chat_template: str = "auto") -> dict:
-    """Train a student with ``method`` on ``data`` and save it in ``out``. Returns the run record.
+@takes(TrainOptions, positional=TRAIN_ARGS)
+def train(*args: Any, **kwargs: Any) -> dict:
+    """Train a student with ``method`` on ``data`` and save it in the run folder ``out``; returns
+    the run record. ``training=`` (a mapping or TrainConfig of the optimisation options) is still
+    read, as if its keys were given one by one."""
+    values = call_values("train", TRAIN_ARGS, args, kwargs)
+    legacy = values.pop("training", None)
+    if legacy is not None:
+        legacy = legacy.as_dict() if isinstance(legacy, TrainConfig) else dict(legacy)
+        clash = sorted(k for k in legacy if k in values and values[k] != legacy[k])
+        if clash:
+            raise UserError(f"train(): {', '.join(clash)} given twice, in training= and as keywords")
+        values = {**legacy, **values}
+    return run_train(build(TrainOptions, [("keyword:train", values)]))
 
-    ``split_seed`` (default: ``seed``) seeds the data alone: a file's train/test split or a synthetic
-    generator, so several training seeds can share one split. ``chat_template``: ``auto`` writes
-    every layout as the student's chat turns when its tokenizer has a template, ``none`` keeps plain
-    text, a file path supplies the template."""
-    out = Path(out)
+
+def run_train(o: TrainOptions) -> dict:
+    """``train`` from checked options. The output folder is checked before any data is loaded and
+    written only once the student is built, so a failed start leaves nothing half-made."""
+    out = Path(o.out)
     state = process_state()  # before anything else, so that several launched processes form one job
-    config = training if isinstance(training, TrainConfig) else TrainConfig.from_dict(dict(training or {}))
-    method_obj = get_method(method, **(method_options or {}))
-    examples = load_task(data, split, n=n, seed=seed if split_seed is None else split_seed,
-                         hallucination=hallucination, test_fraction=test_fraction, format=format)
-    kept = filter_rationales(examples, keep) if method_obj.uses_rationale else examples
+    check_writable_dir(out)
+    config = o.training()
+    method_obj = get_method(o.method, **o.all_method_options())
+    seed = o.seed
+    examples = load_task(o.data, o.split, n=o.n, seed=seed if o.split_seed is None else o.split_seed,
+                         hallucination=o.hallucination, test_fraction=o.test_fraction, format=o.format)
+    kept = filter_rationales(examples, o.keep) if method_obj.uses_rationale else examples
     if not kept:
-        raise UserError(f"no examples left in '{data}' after filtering (--keep {keep})")
-    use_stored_logits(method_obj, data)  # KD from logits saved beside the data, when they fit
+        raise UserError(f"no examples left in '{o.data}' after filtering (--keep {o.keep})")
+    kept, too_long = drop_too_long(kept, o.max_example_chars)
+    if not kept:
+        raise UserError(f"every example of '{o.data}' is longer than --max-example-chars {o.max_example_chars}")
+    use_stored_logits(method_obj, o.data)  # KD from logits saved beside the data, when they fit
+    call = {**o.as_dict(), "method_options": method_obj.options}
+    prepare(out, call, resume=o.resume, overwrite=o.overwrite)  # before the student is built or trained
 
-    call = {"method": method, "data": data, "student": student, "method_options": method_obj.options,
-            "training": asdict(config), "split": split, "n": n, "seed": seed, "hallucination": hallucination,
-            "keep": keep, "format": format, "vocab_size": vocab_size, "lora_r": lora_r,
-            "test_fraction": test_fraction, "split_seed": split_seed,
-            "chat_template": chat_template}
-    if state.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / CALL_FILE, call)
-
-    tiny = is_tiny(student)
+    tiny = is_tiny(o.student)
     kd_teacher = teacher_spec(method_obj.options)
-    # A tiny student's tokenizer is trained once, by the main process; the others wait and read it.
+    state.wait_for_everyone()  # every process checked the folder before the main one writes to it
+    created = False
+    # A tiny student's tokenizer is trained once, by the main process, which then makes the folder
+    # ready (cleared with --overwrite, the call saved) and writes it; the others wait and read it.
     with state.main_process_first():
         if tiny and kd_teacher:  # token-level KD compares distributions id by id: share the teacher's tokenizer
-            model, tokenizer = tiny_student_for_teacher(student, kd_teacher, seed=seed)
-            model = apply_lora(model, lora_r) if lora_r > 0 else model
-        elif tiny and (not state.is_main_process or resume and (out / "tokenizer.json").exists()):
+            model, tokenizer = tiny_student_for_teacher(o.student, kd_teacher, seed=seed)
+            model = apply_lora(model, o.lora_r) if o.lora_r > 0 else model
+        elif tiny and (not state.is_main_process or o.resume and (out / "tokenizer.json").exists()):
             tokenizer = load_tokenizer(str(out))  # the main process's, or the one the checkpoint was trained with
-            model = tiny_model(student, tokenizer, seed=seed)
-            model = apply_lora(model, lora_r) if lora_r > 0 else model
+            model = tiny_model(o.student, tokenizer, seed=seed)
+            model = apply_lora(model, o.lora_r) if o.lora_r > 0 else model
         else:
-            model, tokenizer = load_student(student, student_texts(kept), vocab_size=vocab_size, lora_r=lora_r,
-                                            seed=seed)
-        layout = resolve_layout(tokenizer, chat_template, supported=method_obj.chat_layout, method=method)
+            model, tokenizer = load_student(o.student, student_texts(kept), vocab_size=o.vocab_size,
+                                            lora_r=o.lora_r, seed=seed)
+        layout = resolve_layout(tokenizer, o.chat_template, supported=method_obj.chat_layout, method=o.method)
         method_obj.use_layout(layout)
-        if tiny and state.is_main_process:
-            tokenizer.save_pretrained(str(out))
-
-    summary = run_training(method_obj, model, tokenizer, kept, out, config, resume=resume, tiny=tiny,
-                           progress=progress)
+        if state.is_main_process:
+            created = start(out, call, overwrite=o.overwrite)  # only now: a failed start leaves nothing
+            if tiny:
+                tokenizer.save_pretrained(str(out))
+    try:
+        summary = run_training(method_obj, model, tokenizer, kept, out, config, resume=o.resume, tiny=tiny,
+                               progress=o.progress)
+    except BaseException:
+        if state.is_main_process:
+            abandon(out, created)
+        raise
     target_lengths = [sum(1 for s in f.spans if s) for ex in kept[:500] for f in method_obj.features(ex, tokenizer)]
     method_obj.finish(model, tokenizer, kept)
-    record = {"method": method, "method_options": method_obj.options, "data": data, "student": student,
+    record = {"method": o.method, "method_options": method_obj.options, "data": o.data, "student": o.student,
               "answer_type": kept[0].answer_type, "n_train": len(kept), "n_loaded": len(examples),
-              "max_new_tokens": int(max(target_lengths) * 1.25) + 8, "train": summary, "seed": seed,
-              "hallucination": hallucination, "layout": layout.describe(), **method_obj.run_info()}
+              "n_too_long": too_long, "max_new_tokens": int(max(target_lengths) * 1.25) + 8, "train": summary,
+              "seed": seed, "hallucination": o.hallucination, "layout": layout.describe(), **method_obj.run_info()}
     if state.is_main_process:  # under `accelerate launch`, one process writes the run folder
-        unwrapped = model.merge_and_unload() if lora_r > 0 and hasattr(model, "merge_and_unload") else model
+        unwrapped = model.merge_and_unload() if o.lora_r > 0 and hasattr(model, "merge_and_unload") else model
         layout.mark_ends(unwrapped)
         method_obj.save(out, unwrapped, tokenizer)
-        atomic_write_json(out / RUN_FILE, record)
+        write_record(out, record)  # last: from now on the folder is a finished run
     return record
 
 
+def drop_too_long(examples: list[Example], max_chars: int) -> tuple[list[Example], int]:
+    """Examples whose question + rationale + answer fit in ``max_chars`` characters, and how many did
+    not (with a warning): one huge record must not make tokenizer training take minutes."""
+    fit = [ex for ex in examples if len(ex.question) + len(ex.rationale or "") + len(ex.answer) <= max_chars]
+    skipped = len(examples) - len(fit)
+    if skipped and process_state().is_main_process:
+        print(f"reasondistill: warning: skipped {skipped} example(s) longer than {max_chars} characters "
+              "(--max-example-chars)", file=sys.stderr)
+    return fit, skipped
+
+
 def load_run(model_dir: str | Path):
-    """(method, model, tokenizer, record) of a trained run folder, the model on the best device."""
-    model_dir = Path(model_dir)
-    if not (model_dir / RUN_FILE).exists():
-        raise UserError(f"not a trained run folder (no {RUN_FILE})", path=str(model_dir))
-    record = read_json(model_dir / RUN_FILE)
+    """(method, model, tokenizer, record) of a finished run folder, the model on the best device."""
+    record = read_record(model_dir)
     method = get_method(record["method"], **record.get("method_options", {}))
-    model, tokenizer = method.load(model_dir, default_device())
+    model, tokenizer = method.load(Path(model_dir), default_device())
     method.use_layout(layout_from_record(tokenizer, record.get("layout")))
     return method, model, tokenizer, record
 
 
-def evaluate(model: str | Path, data: str, *, split: str = "test", n: int | None = None, seed: int = 0,
-             out: str | Path | None = None, format: str | None = None, batch_size: int = 32,
-             max_new_tokens: int | None = None, explain: bool = True, progress: bool = True,
-             test_fraction: float = 0.2, similarity: bool = True, similarity_encoder: str | None = None) -> dict:
+@takes(EvalOptions, positional=EVAL_ARGS)
+def evaluate(*args: Any, **kwargs: Any) -> dict:
     """Evaluate the run folder ``model`` on ``data``; metrics.json goes to ``out`` (default: ``model``).
-    For a file, ``seed`` and ``test_fraction`` pick the split: pass the ones training used.
-    ``similarity_encoder`` measures rationale similarity in that encoder (default: ROUGE-L F1)."""
-    method, student, tokenizer, record = load_run(model)
-    examples = load_task(data, split, n=n, seed=seed, test_fraction=test_fraction, format=format)
-    metrics = evaluate_predictions(method, student, tokenizer, examples, out_dir=out or model,
-                                   batch_size=batch_size, max_new_tokens=max_new_tokens or record["max_new_tokens"],
-                                   explain=explain, similarity=similarity and explain,
-                                   similarity_encoder=similarity_encoder, progress=progress)
-    metrics["data"] = data
-    metrics["split"] = split
+    For a file, ``seed`` and ``test_fraction`` pick the split: pass the ones training used."""
+    return run_evaluate(build(EvalOptions, [("keyword:evaluate", call_values("evaluate", EVAL_ARGS, args, kwargs))]))
+
+
+def run_evaluate(o: EvalOptions) -> dict:
+    """``evaluate`` from checked options; the run folder and the output folder are checked first."""
+    out = Path(o.out or o.model)
+    read_record(o.model)
+    check_writable_dir(out)
+    method, student, tokenizer, record = load_run(o.model)
+    examples = load_task(o.data, o.split, n=o.n, seed=o.seed, test_fraction=o.test_fraction, format=o.format)
+    metrics = evaluate_predictions(method, student, tokenizer, examples, out_dir=out, batch_size=o.batch_size,
+                                   max_new_tokens=o.max_new_tokens or record["max_new_tokens"], explain=o.explain,
+                                   similarity=o.similarity and o.explain,
+                                   similarity_encoder=o.similarity_encoder, progress=o.progress)
+    metrics.update({"data": o.data, "split": o.split, "seed": o.seed, "test_fraction": o.test_fraction,
+                    "n_requested": o.n})
     metrics.update({k: record[k] for k in ("trainable_params", "frozen_params") if k in record})
-    atomic_write_json(Path(out or model) / "metrics.json", metrics)
+    atomic_write_json(out / METRICS_FILE, metrics)
     return metrics
 
 
@@ -163,27 +194,28 @@ DEMO = {  # coin_flip on a "mini" student (64-d, 2 layers): PT's advantage shows
 DEMO_METHODS = ["answer_only", "pre_thinking", "prefix", "post_thinking", "pst"]
 
 
-def demo(out: str | Path = "runs/demo", *, quick: bool = False, methods: list[str] | None = None,
-         hallucination: float = 0.2, seed: int = 0, progress: bool = True) -> list[dict]:
+@takes(DemoOptions, positional=("out",))
+def demo(*args: Any, **kwargs: Any) -> list[dict]:
     """Train a tiny student with each method on a synthetic task whose training rationales are
-    ``hallucination`` corrupted, evaluate on a clean test set, and write the comparison."""
-    spec = DEMO["quick" if quick else "full"]
-    out = Path(out)
+    ``hallucination`` corrupted, evaluate on a clean test set, and write the comparison. A rerun
+    replaces the demo's own run folders."""
+    o = build(DemoOptions, [("keyword:demo", call_values("demo", ("out",), args, kwargs))])
+    spec = DEMO["quick" if o.quick else "full"]
+    out = Path(o.out)
     rows = []
     started = time.perf_counter()
-    for name in methods or DEMO_METHODS:
+    for name in o.methods or DEMO_METHODS:
         t0 = time.perf_counter()
         run_dir = out / name
-        training = {"max_steps": spec["max_steps"], "batch_size": spec["batch_size"], "lr": spec["lr"],
-                    "seed": seed, "checkpoint_every": 0}
-        train(name, spec["task"], run_dir, student=spec["student"], n=spec["n_train"], seed=seed,
-              hallucination=hallucination, training=training, progress=progress)
-        metrics = evaluate(run_dir, spec["task"], split="test", n=spec["n_test"], seed=seed, progress=progress)
+        train(name, spec["task"], run_dir, student=spec["student"], n=spec["n_train"], seed=o.seed,
+              hallucination=o.hallucination, max_steps=spec["max_steps"], batch_size=spec["batch_size"],
+              lr=spec["lr"], checkpoint_every=0, overwrite=True, progress=o.progress)
+        metrics = evaluate(run_dir, spec["task"], split="test", n=spec["n_test"], seed=o.seed, progress=o.progress)
         metrics["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(metrics)
     table = comparison_markdown(rows)
-    atomic_write_json(out / "comparison.json", {"task": spec["task"], "hallucination": hallucination,
-                                                "quick": quick, "seconds": round(time.perf_counter() - started, 1),
+    atomic_write_json(out / "comparison.json", {"task": spec["task"], "hallucination": o.hallucination,
+                                                "quick": o.quick, "seconds": round(time.perf_counter() - started, 1),
                                                 "rows": rows})
     atomic_write_text(out / "comparison.md", table + "\n")
     return rows

@@ -22,9 +22,10 @@ from pathlib import Path
 
 from .errors import UserError
 from .evaluation import score, write_results
-from .io import atomic_write_json, read_json
+from .io import atomic_write_json
 from .layout import Layout
 from .methods import Method, Prediction, format_question, get_method
+from .runfolder import read_record
 from .tasks import Example, extract_answer, load_task
 
 
@@ -114,9 +115,7 @@ def evaluate_server(server: str, data: str, *, served_model: str | None = None, 
         raise UserError(f"--concurrency must be at least 1, got {concurrency}")
     base = server.rstrip("/")
     base = base if base.endswith("/v1") else base + "/v1"
-    if model and not (Path(model) / "reasondistill.json").exists():
-        raise UserError("not a trained run folder (no reasondistill.json)", path=str(model))
-    record = read_json(Path(model) / "reasondistill.json") if model else {}
+    record = read_record(model) if model else {}  # a finished run folder, or a one-line error
     out_dir = Path(out) if out else (Path(model) if model else None)
     if out_dir is None:
         raise UserError("eval --server needs --out (or --model RUN) for metrics.json")

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import UserError
+from .options import REQUIRED, Options, add_flags, opt, parse_command
 from .tasks import Example
 from .teachers.batching import Batcher, GenJob, GenResult, QueueFull, cut_at, generate_jobs
 
@@ -361,36 +362,43 @@ def background_server(app, host: str = "127.0.0.1", port: int = 0) -> Iterator[s
         sock.close()
 
 
+class ServeOptions(Options):
+    """``reasondistill serve``: one field per flag (and ``--config`` key); see options.py."""
+
+    command: ClassVar[str] = "serve"
+
+    model_dir: str = opt(REQUIRED, "run folder written by train", positional=True)
+    host: str = opt("127.0.0.1", "address to listen on")
+    port: int = opt(8000, "port to listen on (0: any free one)", ge=0, le=65535)
+    name: str | None = opt(None, "model id clients use (default: the folder name)")
+    max_batch: int = opt(32, "most requests decoded together", ge=1)
+    batch_wait_ms: float = opt(3.0, "how long a batch waits for company", ge=0)
+    max_queue: int = opt(1024, "waiting requests before 503", ge=1)
+    threads: int | None = opt(None, "torch CPU threads (1 is fastest for tiny students on a busy CPU; "
+                              "default: torch's)", ge=1)
+    log_level: str = opt("warning", "uvicorn log level (info shows each request)")
+
+
 def cmd_serve(args) -> None:
     import uvicorn
-    if not Path(args.model_dir).is_dir():
-        raise UserError("not a folder", path=args.model_dir)
-    if not 0 <= args.port < 65536:
-        raise UserError(f"--port must be between 0 and 65535, got {args.port}")
-    if args.threads:
+    o = parse_command(ServeOptions, args)
+    if not Path(o.model_dir).is_dir():
+        raise UserError("not a folder", path=o.model_dir)
+    if o.threads:
         import torch
-        torch.set_num_threads(args.threads)
-    student = StudentServer(args.model_dir, name=args.name, max_batch=args.max_batch, wait_ms=args.batch_wait_ms,
-                            max_queue=args.max_queue)
+        torch.set_num_threads(o.threads)
+    student = StudentServer(o.model_dir, name=o.name, max_batch=o.max_batch, wait_ms=o.batch_wait_ms,
+                            max_queue=o.max_queue)
     app = create_app(student)
-    print(f"serving {student.name} ({student.method.name}) at http://{args.host}:{args.port}/v1  (Ctrl-C stops)",
+    print(f"serving {student.name} ({student.method.name}) at http://{o.host}:{o.port}/v1  (Ctrl-C stops)",
           flush=True)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(app, host=o.host, port=o.port, log_level=o.log_level)
     except OSError as e:
-        raise UserError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e})") from None
+        raise UserError(f"cannot listen on {o.host}:{o.port} ({e.strerror or e})") from None
 
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="OpenAI-compatible server for a trained student (answer-first aware)")
-    p.add_argument("model_dir", help="run folder written by train")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--name", default=None, help="model id clients use (default: the folder name)")
-    p.add_argument("--max-batch", type=int, default=32, help="most requests decoded together")
-    p.add_argument("--batch-wait-ms", type=float, default=3.0, help="how long a batch waits for company")
-    p.add_argument("--max-queue", type=int, default=1024, help="waiting requests before 503")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (1 is fastest for tiny students on a busy CPU; default: torch's)")
-    p.add_argument("--log-level", default="warning", help="uvicorn log level (info shows each request)")
+    add_flags(p, ServeOptions)
     p.set_defaults(func=cmd_serve)

@@ -13,48 +13,20 @@ import math
 import random
 import shutil
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .commands import TrainConfig  # noqa: F401  (the optimisation options; defined with the others)
 from .errors import UserError
 from .io import append_jsonl, atomic_write_json
 from .methods import Feature, Method
 from .processes import fsdp_not_applied, needs_cpu_flag, shard_batches
+from .runfolder import MODULES_FILE
 from .tasks import Example
-
-MODULES_FILE = "method_modules.safetensors"
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings. ``lr=None`` picks 1e-3 for tiny students and 5e-5 otherwise."""
-
-    max_steps: int = 300
-    batch_size: int = 16
-    grad_accum: int = 1
-    lr: float | None = None
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.01
-    max_length: int = 512
-    mixed_precision: str = "auto"   # auto: bf16 on a GPU that has it, else fp32
-    checkpoint_every: int = 100     # steps; 0 disables intermediate checkpoints
-    log_every: int = 10
-    seed: int = 0
-    group_by_length: bool = True
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise UserError(f"unknown training option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        return cls(**d)
 
 
 class TrainingModule(nn.Module):

@@ -21,12 +21,17 @@ METHODS: dict[str, type[Method]] = {
 CORE_METHODS = ["answer_only", "pre_thinking", "prefix", "post_thinking", "pst"]
 
 
-def get_method(name: str, **options) -> Method:
-    """Instantiate a method by registry name with its options."""
+def get_method_class(name: str) -> type[Method]:
+    """A method's class by registry name (its ``Options`` are the method's option definitions)."""
     if name not in METHODS:
         raise UserError(f"unknown method '{name}'; valid: {', '.join(METHODS)}")
-    return METHODS[name](**options)
+    return METHODS[name]
+
+
+def get_method(name: str, **options) -> Method:
+    """Instantiate a method by registry name with its options."""
+    return get_method_class(name)(**options)
 
 
 __all__ = ["ANSWER", "CORE_METHODS", "METHODS", "PROMPT", "RATIONALE", "Feature", "Method", "Prediction",
-           "format_question", "get_method"]
+           "format_question", "get_method", "get_method_class"]

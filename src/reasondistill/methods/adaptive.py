@@ -26,6 +26,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..io import atomic_write_json
+from ..options import opt
 from ..tasks import Example, is_correct
 from .base import ANSWER, RATIONALE, Feature, Method, Prediction, format_question, span_losses
 from .post_thinking import PostThinking
@@ -79,8 +81,15 @@ def fit_perception(vectors: torch.Tensor, think: torch.Tensor, *, steps: int = 3
 
 class Adaptive(Method):
     name = "adaptive"
-    defaults = {"rationale_weight": 0.5, "mode": "auto", "holdout": 0.2, "perception_examples": 512,
-                "perception_steps": 300, "think_threshold": 0.5, "holdout_seed": 0}
+    class Options(Method.Options):
+        rationale_weight: float = opt(0.5, "answer-first sequences: weight of the rationale after the answer", ge=0)
+        mode: Literal["auto", "answer_first", "think_first"] = opt("auto", "auto: the perception module picks "
+                                                                   "per question; or force one mode (ablations)")
+        holdout: float = opt(0.2, "share of training examples kept out of training to label the modes", ge=0, lt=1)
+        perception_examples: int = opt(512, "most questions labelled for the perception module", ge=1)
+        perception_steps: int = opt(300, "training steps of the perception classifier", ge=1)
+        think_threshold: float = opt(0.5, "think first when the classifier's probability is above this", ge=0, le=1)
+        holdout_seed: int = opt(0, "seed of the holdout draw")
 
     def __init__(self, **options) -> None:
         super().__init__(**options)

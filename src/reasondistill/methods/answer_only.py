@@ -9,8 +9,6 @@ from .base import ANSWER, EOS, PROMPT, Feature, Method, format_question, span_lo
 class AnswerOnly(Method):
     name = "answer_only"
     uses_rationale = False
-    defaults = {}
-
     def prompt(self, example: Example) -> str:
         return self.layout.prompt(format_question(example), "Answer:")
 

@@ -24,13 +24,14 @@ from torch import nn
 
 from ..errors import UserError
 from ..layout import EOS, Layout, newline_token_ids
+from ..options import MethodOptions, method_option_values
 from ..tasks import Example, extract_answer
 
 PROMPT, ANSWER, RATIONALE = 0, 1, 2
 # Token-level distillation options every method accepts (see kd.py): a teacher named by
 # ``teacher_model`` (online) or ``teacher_logits`` (stored top-k) adds a KD term in ``run_model``.
-KD_DEFAULTS: dict[str, Any] = {"teacher_model": None, "teacher_logits": None, "kd_loss": "forward_kl",
-                               "kd_weight": 1.0, "kd_temperature": 1.0, "kd_beta": 0.5}
+KD_DEFAULTS: dict[str, Any] = {k: f.default for k, f in MethodOptions.model_fields.items()
+                               if k.startswith(("teacher_", "kd_"))}
 
 
 @dataclass
@@ -98,15 +99,12 @@ class Method:
     uses_rationale: ClassVar[bool] = True  # training needs teacher rationales
     supports_kd: ClassVar[bool] = True     # False where run_model's logits are not the student's on input_ids
     chat_layout: ClassVar[bool] = True     # False: the method writes its own prompts (plain text only)
-    defaults: ClassVar[dict[str, Any]] = {"mask_rationale": 0.0, **KD_DEFAULTS}
+    # The method's options, one typed definition (``methods show NAME`` prints it): a method
+    # declares ``class Options(Parent.Options)`` with a field per option; they become attributes.
+    Options: ClassVar[type[MethodOptions]] = MethodOptions
 
     def __init__(self, **options: Any) -> None:
-        allowed = {**Method.defaults, **self.defaults}
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise UserError(f"method '{self.name}' has no option(s) {', '.join(unknown)}; "
-                            f"valid: {', '.join(sorted(allowed))}")
-        self.options = {**allowed, **options}
+        self.options = method_option_values(type(self).Options, options, self.name)
         for key, value in self.options.items():
             setattr(self, key, value)
         self._rng = random.Random(0)

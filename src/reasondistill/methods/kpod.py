@@ -53,8 +53,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..inspect import WEIGHTS_FILE
 from ..io import atomic_write_json, atomic_write_jsonl
+from ..options import opt
+from ..runfolder import WEIGHTS_FILE
 from ..tasks import Example
 from .base import ANSWER, PROMPT, RATIONALE, Feature
 from .pre_thinking import ANSWER_MARKER, PreThinking
@@ -140,10 +141,23 @@ def answer_nll(logp: torch.Tensor, answer_ids: torch.Tensor) -> torch.Tensor:
 class KPOD(PreThinking):
     name = "kpod"
     chat_layout = False  # its own token layout (steps, weights): plain text only
-    defaults = {"weight_floor": 0.5, "sparsity": 0.5, "mask_steps": 300, "answer_model_steps": 300,
-                "mask_dim": 64, "mask_batch_size": 32, "answer_lr": 1e-2, "mask_lr": 3e-3, "temperature": 0.5,
-                "start_steps": 1, "schedule_updates": 4, "progressive_until": 0.5, "diversity_weight": 0.5,
-                "mask_seed": 0}
+    class Options(PreThinking.Options):
+        weight_floor: float = opt(0.5, "token weight of a dropped token (keypoints weigh up to 1/floor more)",
+                                  ge=0, le=1)
+        sparsity: float = opt(0.5, "mask network: weight of the penalty on the share of tokens kept", ge=0)
+        mask_steps: int = opt(300, "training steps of the mask network", ge=0)
+        answer_model_steps: int = opt(300, "training steps of the answer model the mask is judged by", ge=0)
+        mask_dim: int = opt(64, "hidden width of the mask network and the answer model", ge=1)
+        mask_batch_size: int = opt(32, "rationales per step of the mask and answer models", ge=1)
+        answer_lr: float = opt(1e-2, "learning rate of the answer model", gt=0)
+        mask_lr: float = opt(3e-3, "learning rate of the mask network", gt=0)
+        temperature: float = opt(0.5, "Gumbel-sigmoid temperature of the keep/drop sampling", gt=0)
+        start_steps: int = opt(1, "rationale steps every question generates at first", ge=1)
+        schedule_updates: int = opt(4, "how many times the progressive schedule hands out more steps", ge=1)
+        progressive_until: float = opt(0.5, "share of training after which every question generates its whole "
+                                       "rationale", ge=0, le=1)
+        diversity_weight: float = opt(0.5, "schedule: weight of a question's distance to those already picked", ge=0)
+        mask_seed: int = opt(0, "seed of the mask and answer models")
     max_len = 512  # rationale tokens the mask network reads; later tokens get the mean weight
 
     def __init__(self, **options) -> None:

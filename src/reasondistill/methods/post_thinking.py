@@ -8,6 +8,7 @@ amplifier on examples whose answer the student gets wrong.
 
 from __future__ import annotations
 
+from ..options import opt
 from ..tasks import Example
 from .base import ANSWER, EOS, PROMPT, RATIONALE, Feature, Method, format_question, span_losses
 
@@ -15,7 +16,9 @@ from .base import ANSWER, EOS, PROMPT, RATIONALE, Feature, Method, format_questi
 class PostThinking(Method):
     name = "post_thinking"
     answer_first = True
-    defaults = {"answer_weight": 1.0, "rationale_weight": 0.5}
+    class Options(Method.Options):
+        answer_weight: float = opt(1.0, "weight of the answer tokens' cross-entropy", ge=0)
+        rationale_weight: float = opt(0.5, "weight of the rationale tokens' cross-entropy (after the answer)", ge=0)
 
     def prompt(self, example: Example) -> str:
         return self.layout.prompt(format_question(example), "Answer:")

@@ -15,8 +15,6 @@ ANSWER_MARKER = "\nAnswer:"
 
 class PreThinking(Method):
     name = "pre_thinking"
-    defaults = {}
-
     def prompt(self, example: Example) -> str:
         return self.layout.prompt(format_question(example), "" if self.layout.think else "Rationale:")
 

@@ -7,13 +7,15 @@ shared weights. Each example costs two sequences (two forward passes) in trainin
 
 from __future__ import annotations
 
+from ..options import opt
 from ..tasks import Example
 from .base import ANSWER, EOS, PROMPT, RATIONALE, Feature, Method, format_question, span_losses
 
 
 class Prefix(Method):
     name = "prefix"
-    defaults = {"rationale_weight": 1.0}
+    class Options(Method.Options):
+        rationale_weight: float = opt(1.0, "weight of the [rationale] task's loss beside the [answer] task", ge=0)
 
     def prompt(self, example: Example) -> str:
         return self.layout.prompt("[answer] " + format_question(example), "Answer:")

@@ -19,11 +19,14 @@ MiniLM by default, or "student" (the student at initialisation, mean-pooled, fro
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..options import opt
 from ..tasks import Example
 from .base import RATIONALE, Feature
 from .post_thinking import PostThinking
@@ -55,9 +58,17 @@ class Projection(nn.Module):
 class PostSemanticThinking(PostThinking):
     name = "pst"
     answer_first = True
-    defaults = {"answer_weight": 1.0, "rationale_weight": 0.1, "semantic_weight": 1.0,
-                "pooling": "last", "alignment": "cosine", "temperature": 0.05,
-                "encoder": "all-MiniLM-L6-v2"}
+    class Options(PostThinking.Options):
+        rationale_weight: float = opt(0.1, "weight of the rationale tokens' cross-entropy (small: paraphrases "
+                                      "of the right reasoning cost little)", ge=0)
+        semantic_weight: float = opt(1.0, "weight of the semantic alignment term", ge=0)
+        pooling: Literal["last", "attention"] = opt("last", "one vector per rationale: its last token's hidden "
+                                                    "state, or a learnt attention over the span")
+        alignment: Literal["cosine", "infonce"] = opt("cosine", "1 - cos to the teacher rationale's embedding, or "
+                                                      "InfoNCE with the batch's other rationales as negatives")
+        temperature: float = opt(0.05, "infonce: softmax temperature", gt=0)
+        encoder: str = opt("all-MiniLM-L6-v2", "sentence encoder (sentence-transformers id or path), or "
+                           "'student' (the student at initialisation)")
 
     def __init__(self, **options) -> None:
         super().__init__(**options)

@@ -49,13 +49,14 @@ from __future__ import annotations
 import copy
 import math
 import re
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..options import opt
 from ..tasks import Example, extract_answer
 from .base import ANSWER, Feature, format_question, newline_token_ids, span_losses
 from .softcot import SoftThoughtMethod, count_params
@@ -148,10 +149,20 @@ class SemCoT(SoftThoughtMethod):
     layout_options = ("k_train", "k_infer")
     trains_second = True
     answer_first = True
-    defaults = {"assistant": None, "projection": "linear", "stage": "bridge", "k_train": 5, "k_infer": 1,
-                "alpha": 0.5, "alignment": "cosine", "temperature": 0.1, "bridge_fraction": 0.2,
-                "judge_start": None, "judge_layers": 5, "judge_steps": 100, "judge_lr": 1e-3,
-                "judge_batch_size": 32}
+    class Options(SoftThoughtMethod.Options):
+        k_train: int = opt(5, "implicit reasoning vectors in training", ge=1)
+        k_infer: int = opt(1, "implicit reasoning vectors at inference", ge=1)
+        alpha: float = opt(0.5, "weight of the alignment term against the answer's cross-entropy", ge=0, le=1)
+        alignment: Literal["cosine", "infonce"] = opt("cosine", "1 - cos between the judge's embeddings, or "
+                                                      "InfoNCE with the batch's other rationales as negatives")
+        temperature: float = opt(0.1, "infonce: softmax temperature", gt=0)
+        bridge_fraction: float = opt(0.2, "share of the steps that train the bridge alone, before the generator",
+                                     ge=0, le=1)
+        judge_start: int | None = opt(None, "first main-model layer the judge copies (default: the middle)", ge=0)
+        judge_layers: int = opt(5, "most layers the judge copies", ge=1)
+        judge_steps: int = opt(100, "training steps of the judge on rationale/condensed pairs", ge=0)
+        judge_lr: float = opt(1e-3, "learning rate of the judge", gt=0)
+        judge_batch_size: int = opt(32, "pairs per judge training step", ge=1)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -35,13 +35,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from ..errors import UserError
 from ..io import atomic_write_json, read_json
+from ..options import opt
+from ..runfolder import RUN_FILE
 from ..tasks import Example
 from .base import (
     ANSWER,
@@ -143,7 +145,12 @@ class SoftThoughtMethod(Method):
     chat_layout = False  # the main prompt has thought slots inside it: plain text only
     trains_second: ClassVar[bool] = False     # semcot's generator trains; softcot's assistant does not
     layout_options: ClassVar[tuple[str, ...]] = ()  # options that shape the main prompt (checked across stages)
-    defaults: ClassVar[dict[str, Any]] = {"assistant": None, "projection": "linear", "stage": "bridge"}
+    class Options(Method.Options):
+        assistant: str | None = opt(None, "the second model (run folder or HF id); --assistant")
+        projection: Literal["linear", "mlp"] = opt("linear", "the bridge into the main model: Linear, or "
+                                                   "Linear-GELU-Linear")
+        stage: Literal["bridge", "main"] = opt("bridge", "bridge: the method; main: first train a tiny main model "
+                                               "on the method's prompt (no second model)")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -216,7 +223,7 @@ class SoftThoughtMethod(Method):
     def check_main_stage(self, main_ref: str) -> None:
         """A main model trained by this method's ``stage=main`` learnt one prompt layout; a bridge
         trained on another would read slots where the model never saw them."""
-        record_path = Path(main_ref) / "reasondistill.json"
+        record_path = Path(main_ref) / RUN_FILE
         if not record_path.is_file():
             return
         record = read_json(record_path)
@@ -356,8 +363,12 @@ class SoftThoughtMethod(Method):
 class SoftCoT(SoftThoughtMethod):
     name = "softcot"
     layout_options = ("hints_at", "n_train", "n_infer")
-    defaults = {"assistant": None, "projection": "linear", "stage": "bridge", "n_train": 32, "n_infer": 4,
-                "instruction": INSTRUCTION, "hints_at": "after_question"}
+    class Options(SoftThoughtMethod.Options):
+        n_train: int = opt(32, "soft thoughts in training", ge=1)
+        n_infer: int = opt(4, "soft thoughts at inference", ge=1)
+        instruction: str = opt(INSTRUCTION, "the assistant's instruction before the question")
+        hints_at: Literal["after_question", "before_question"] = opt("after_question", "where the hints line goes "
+                                                                     "in the main model's prompt")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

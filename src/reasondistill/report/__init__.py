@@ -12,12 +12,12 @@ import types
 from pathlib import Path
 
 
-def compare(config: str | Path | dict, *, out: str | Path | None = None, report: bool = True,
-            progress: bool = True) -> dict:
+def compare(config: str | Path | dict, *, progress: bool = True, **overrides) -> dict:
     """Train and evaluate every cell of the grid in ``config`` (a YAML path or a dict), skipping
-    finished cells; write ``results.json`` and, with ``report``, the HTML report."""
+    finished cells; write ``results.json`` and the HTML report. ``overrides`` are the grid's keys
+    (``out=``, ``report=False``, ``seeds=[0, 1]``, ...; see report/config.py) over the file's."""
     from .grid import compare as run_grid
-    return run_grid(config, out=out, report=report, progress=progress)
+    return run_grid(config, progress=progress, **overrides)
 
 
 def report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:

@@ -1,14 +1,22 @@
-"""``reasondistill compare`` and ``reasondistill report``: thin wrappers over the report API."""
+"""``reasondistill compare`` and ``reasondistill report``: thin wrappers over the report API,
+with their flags made from the option definitions in config.py."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from ..options import add_flags, parse_command
+from .config import CompareOptions, ReportOptions
+
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    from ..errors import UserError
     from .grid import compare
-    results = compare(args.config, out=args.out, report=not args.no_report)
+    if not getattr(args, "config", None):
+        raise UserError("compare needs --config GRID.yaml (methods, tasks, ...)")
+    flags = {k: v for k, v in vars(args).items() if k not in ("func", "config", "command")}
+    results = compare(args.config, **flags)  # flags win over the file's keys
     rows = results["rows"]
     out = Path(results["config"]["out"])
     print(f"\n{len(rows)} runs; results in {out / 'results.json'}"
@@ -17,18 +25,16 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from . import report
-    path = report(args.run_dir, out=args.out)
+    o = parse_command(ReportOptions, args)
+    path = report(o.run_dir, out=o.out)
     print(f"wrote {path} (figures in {path.parent / 'plots'})")
 
 
 def register(sub) -> None:
     p = sub.add_parser("compare", help="train and evaluate methods x tasks x hallucination x seeds, then report")
-    p.add_argument("--config", required=True, help="YAML file: methods, tasks, hallucination, seeds, training, ...")
-    p.add_argument("--out", help="output folder (overrides the config's 'out')")
-    p.add_argument("--no-report", action="store_true", help="write results.json only")
+    add_flags(p, CompareOptions)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="HTML report and PNG plots from a compare folder or run folders")
-    p.add_argument("run_dir", help="folder written by compare (results.json) or holding evaluated runs")
-    p.add_argument("--out", help="HTML path (default RUN_DIR/report.html)")
+    add_flags(p, ReportOptions, config=False)
     p.set_defaults(func=cmd_report)

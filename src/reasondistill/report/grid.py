@@ -27,23 +27,17 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .. import api
+from ..commands import TrainConfig
 from ..errors import UserError
 from ..io import atomic_write_json, read_json
 from ..methods import METHODS, get_method
+from ..options import build
+from ..runfolder import CELL_FILE, METRICS_FILE, check_name, is_finished, result_row, task_slug
 from ..tasks import PAIR, is_correct, load_task
+from .config import CompareOptions
 
 RESULTS_FILE = "results.json"
 RUN_REF = "run:"
-CELL_FILE = "cell.json"
-DEFAULTS: dict[str, Any] = {
-    "out": None, "title": None, "student": "tiny", "methods": None, "tasks": None, "hallucination": [0.0],
-    "seeds": [0], "keep": ["correct"], "n_train": None, "n_test": None, "training": {}, "method_options": {},
-    "test_fraction": 0.3, "split_seed": 0, "data_root": None, "vocab_size": 600, "eval_batch_size": 32,
-    "max_new_tokens": None, "explain": True,
-}
-# Metric keys copied from metrics.json into a results row.
-METRIC_KEYS = ["n", "accuracy", "tokens_to_answer", "ms_to_answer", "tokens_total", "ms_total", "answered",
-               "chance", "consistency", "rationale_concludes"]
 
 
 @dataclass(frozen=True)
@@ -69,46 +63,19 @@ def is_synthetic(task: str) -> bool:
     return task.startswith("synthetic/")
 
 
-def task_slug(task: str) -> str:
-    """Folder-safe, short task label: ``synthetic-coin_flip``, ``hf-gsm8k``, or a file's stem."""
-    if is_synthetic(task) or task.startswith("hf:"):  # synthetic/arithmetic:long=300 -> synthetic-arithmetic-long300
-        return task.replace("/", "-").replace(":", "-").replace("=", "")
-    if PAIR in task:  # .../svamp_train.jsonl::.../svamp_test.jsonl -> svamp_train+test
-        return Path(task.split(PAIR)[0]).stem + "+test"
-    return Path(task).stem
-
-
-def _as_list(value: Any, key: str) -> list:
-    if value is None:
-        raise UserError(f"compare config: '{key}' is required")
-    out = value if isinstance(value, list) else [value]
-    if not out:
-        raise UserError(f"compare config: '{key}' is empty")
-    return out
-
-
-def load_config(config: str | Path | dict, base_dir: Path | None = None) -> dict:
+def load_config(config: str | Path | dict, base_dir: Path | None = None, overrides: dict | None = None) -> dict:
     """A validated config: defaults filled in, lists normalised, unknown keys refused, task paths
     resolved (relative paths against ``data_root``, else the config file's folder, else the cwd)."""
-    if not isinstance(config, dict):
+    if isinstance(config, dict):
+        origin = "keyword:compare"
+    else:
         from ..io import read_yaml_mapping
         path = Path(config)
-        config = read_yaml_mapping(path)
+        config, origin = read_yaml_mapping(path), f"file:{path}"
         base_dir = path.parent
-    unknown = sorted(set(config) - set(DEFAULTS))
-    if unknown:
-        raise UserError(f"compare config: unknown key(s) {', '.join(unknown)}; valid: {', '.join(DEFAULTS)}")
-    cfg = {**DEFAULTS, **config}
-    for key in ("methods", "tasks", "hallucination", "seeds", "keep"):
-        cfg[key] = _as_list(cfg[key], key)
-    cfg["hallucination"] = [float(h) for h in cfg["hallucination"]]
-    cfg["seeds"] = [int(s) for s in cfg["seeds"]]
-    for keep in cfg["keep"]:
-        if keep not in ("correct", "all"):
-            raise UserError(f"compare config: keep must be 'correct' and/or 'all', not '{keep}'")
-    if not isinstance(cfg["training"], dict) or not isinstance(cfg["method_options"], dict):
-        raise UserError("compare config: 'training' and 'method_options' must be mappings")
-    api.TrainConfig.from_dict(dict(cfg["training"]))  # unknown training options fail now, not at cell 7
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    cfg = build(CompareOptions, [(origin, config), ("flags" if origin.startswith("file:") else origin, given)]).as_dict()
+    check_training(cfg["training"], origin.partition(":")[2] + ": training")  # fails now, not at cell 7
     cfg["methods"] = [_method_entry(m, cfg["method_options"]) for m in cfg["methods"]]
     names = [m["name"] for m in cfg["methods"]]
     dupes = sorted(n for n, c in Counter(names).items() if c > 1)
@@ -131,17 +98,24 @@ def _method_entry(entry: Any, method_options: dict) -> dict:
     if unknown:
         raise UserError(f"compare config: method entry {entry!r} has unknown key(s) {', '.join(unknown)}")
     method = str(entry.get("method") or entry["name"])
-    name = str(entry.get("name") or method)
+    name = check_name(str(entry.get("name") or method), "compare config: method name")  # it becomes a folder
     if method not in METHODS:
         raise UserError(f"compare config: unknown method '{method}'; valid: {', '.join(METHODS)}")
     options = {**dict(method_options.get(method) or {}), **(dict(method_options.get(name) or {}) if name != method
                                                             else {}), **dict(entry.get("options") or {})}
     get_method(method, **options)
     training = dict(entry.get("training") or {})
-    api.TrainConfig.from_dict(training)
+    check_training(training, f"compare config: '{name}' training")
     student = entry.get("student")
     return {"name": name, "method": method, "options": options, "training": training,
             "student": None if student is None else str(student)}
+
+
+def check_training(training: dict, where: str) -> None:
+    """A row's (or the grid's) ``training`` mapping: TrainConfig's keys, types and ranges."""
+    if not isinstance(training, dict):
+        raise UserError(f"{where} must be a mapping of train options")
+    build(TrainConfig, [(f"file:{where}", training)], command=where)
 
 
 def run_refs(entry: dict) -> list[str]:
@@ -229,7 +203,7 @@ def resolve_run_refs(cell: Cell, cfg: dict, root: Path) -> tuple[str, dict]:
         if not (isinstance(value, str) and value.startswith(RUN_REF)):
             return value
         run_dir = (root / referenced_cell(cell, value[len(RUN_REF):], cfg).rel_dir).resolve()
-        if not (run_dir / api.RUN_FILE).exists():
+        if not is_finished(run_dir):
             raise UserError(f"'{cell.name}' builds on {value}, but {run_dir} is not a trained run")
         return str(run_dir)
     return resolve(cell.student or cfg["student"]), {k: resolve(v) for k, v in cell.options.items()}
@@ -269,26 +243,57 @@ def majority_baseline(cell: Cell, cfg: dict) -> float | None:
     return mean(is_correct(common, ex.answer, ex.answer_type) for ex in test)
 
 
+@contextmanager
+def _undo_cell_on_failure(run_dir: Path, fresh: bool):
+    """A cell whose training fails before its first checkpoint (a task that does not load, a bad
+    student) leaves no cell.json or empty folder behind; one with a checkpoint stays resumable."""
+    try:
+        yield
+    except BaseException:
+        if fresh and not any((run_dir / "checkpoints").glob("step-*")):
+            (run_dir / CELL_FILE).unlink(missing_ok=True)
+            for folder in (run_dir, *run_dir.parents):
+                try:
+                    folder.rmdir()  # only while empty, up to the grid's root
+                except OSError:
+                    break
+        raise
+
+
+def metrics_match(run_dir: Path, cfg: dict) -> bool:
+    """Whether the cell's metrics.json is the cell's own evaluation (its test split, size and
+    seed), not a manual ``eval`` on other data written into the same folder."""
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return False
+    m = read_json(path)
+    return (isinstance(m, dict) and m.get("split") == "test" and m.get("seed", cfg["split_seed"]) == cfg["split_seed"]
+            and m.get("n_requested", cfg["n_test"]) == cfg["n_test"]
+            and m.get("test_fraction", cfg["test_fraction"]) == cfg["test_fraction"])
+
+
 def run_cell(cell: Cell, cfg: dict, root: Path) -> dict:
     """Train and evaluate one cell unless it is finished; return its results row."""
     run_dir = root / cell.rel_dir
     spec = cell_spec(cell, cfg)
     _check_spec(run_dir, spec)
-    if not (run_dir / "metrics.json").exists():
+    if not (metrics_match(run_dir, cfg) and read_json(run_dir / METRICS_FILE).get("data") == cell.task):
         started = time.perf_counter()
         # Seconds already spent on this cell by an earlier invocation (training, when only the
         # evaluation is redone): a cell's time is all the compute it took.
         spent = read_json(run_dir / CELL_FILE).get("seconds", 0.0) if (run_dir / CELL_FILE).exists() else 0.0
-        atomic_write_json(run_dir / CELL_FILE, {"spec": spec})
         synthetic = is_synthetic(cell.task)
-        if not (run_dir / api.RUN_FILE).exists():
-            resume = any((run_dir / "checkpoints").glob("step-*"))
+        if not is_finished(run_dir):
             student, options = resolve_run_refs(cell, cfg, root)
-            api.train(cell.method, cell.task, run_dir, student=student, method_options=options,
-                      training=spec["training"], n=cfg["n_train"], seed=cell.seed,
-                      hallucination=cell.hallucination, keep=cell.keep, vocab_size=cfg["vocab_size"],
-                      resume=resume, progress=False, test_fraction=cfg["test_fraction"],
-                      split_seed=None if synthetic else cfg["split_seed"])
+            resume = any((run_dir / "checkpoints").glob("step-*"))
+            fresh = not (run_dir / CELL_FILE).exists()
+            atomic_write_json(run_dir / CELL_FILE, {"spec": spec})
+            with _undo_cell_on_failure(run_dir, fresh):
+                api.train(cell.method, cell.task, run_dir, student=student, method_options=options,
+                          training=spec["training"], n=cfg["n_train"], seed=cell.seed,
+                          hallucination=cell.hallucination, keep=cell.keep, vocab_size=cfg["vocab_size"],
+                          resume=resume, overwrite=not resume, progress=False,
+                          test_fraction=cfg["test_fraction"], split_seed=None if synthetic else cfg["split_seed"])
         # The test set is the same for every method and seed: seeds vary training, not the exam.
         api.evaluate(run_dir, cell.task, split="test", n=cfg["n_test"], seed=cfg["split_seed"],
                      batch_size=cfg["eval_batch_size"], max_new_tokens=cfg["max_new_tokens"],
@@ -300,17 +305,12 @@ def run_cell(cell: Cell, cfg: dict, root: Path) -> dict:
 
 
 def row_for(run_dir: Path, root: Path, cell_info: dict) -> dict:
-    """A results row from a finished run folder: the cell's labels and config, then its metrics."""
+    """A results row from a finished cell: the cell's labels and config, then its metrics."""
     spec = cell_info["spec"]
-    metrics = read_json(run_dir / "metrics.json")
-    record = read_json(run_dir / api.RUN_FILE) if (run_dir / api.RUN_FILE).exists() else {}
-    summary = record.get("train", {})
-    return {"task": task_slug(spec["task"]), "method": spec["name"], "base_method": spec["method"],
-            "hallucination": spec["hallucination"], "seed": spec["seed"], "keep": spec["keep"],
-            **{k: metrics.get(k) for k in METRIC_KEYS}, "majority": cell_info.get("majority"),
-            "n_train": record.get("n_train"), "train_seconds": summary.get("seconds"),
-            "train_tokens_per_s": summary.get("tokens_per_s"), "final_loss": summary.get("final_loss"),
-            "seconds": cell_info.get("seconds"), "run_dir": str(run_dir.relative_to(root)), "config": spec}
+    labels = {"task": task_slug(spec["task"]), "method": spec["name"], "base_method": spec["method"],
+              "hallucination": spec["hallucination"], "seed": spec["seed"], "keep": spec["keep"]}
+    return result_row(run_dir, root, labels=labels, config=spec,
+                      extra={"majority": cell_info.get("majority"), "seconds": cell_info.get("seconds")})
 
 
 @contextmanager
@@ -336,13 +336,13 @@ def versions() -> dict:
             "python": platform.python_version()}
 
 
-def compare(config: str | Path | dict, *, out: str | Path | None = None, report: bool = True,
-            progress: bool = True) -> dict:
-    """Run every cell of the grid described by ``config`` (a YAML path or a dict), write
-    ``results.json`` and (with ``report``) the HTML report. Returns the results dict."""
-    cfg = load_config(config)
-    if out is not None:
-        cfg["out"] = str(out)
+def compare(config: str | Path | dict, *, progress: bool = True, **overrides: Any) -> dict:
+    """Run every cell of the grid described by ``config`` (a YAML path or a dict; ``overrides`` are
+    CompareOptions keys over it, e.g. ``out=``, ``report=False``), write ``results.json`` and the
+    HTML report. Returns the results."""
+    if "out" in overrides and overrides["out"] is not None:
+        overrides["out"] = str(overrides["out"])
+    cfg = load_config(config, overrides=overrides)
     if not cfg["out"]:
         raise UserError("compare config: 'out' is required (or pass --out)")
     root = Path(cfg["out"])
@@ -352,7 +352,7 @@ def compare(config: str | Path | dict, *, out: str | Path | None = None, report:
     started = time.perf_counter()
     bar = tqdm(grid, desc="compare", unit="cell", disable=not progress, dynamic_ncols=True)
     for i, cell in enumerate(bar, start=1):
-        done = (root / cell.rel_dir / "metrics.json").exists()
+        done = metrics_match(root / cell.rel_dir, cfg)
         with quiet_hf_bars():
             row = run_cell(cell, cfg, root)
         results["rows"].append(row)
@@ -365,7 +365,7 @@ def compare(config: str | Path | dict, *, out: str | Path | None = None, report:
                 + (" (finished before)" if done else f", {row['seconds']:.0f} s"))
         if progress:
             tqdm.write(line)
-    if report:
+    if cfg["report"]:
         from .html import write_report
-        results["report"] = str(write_report(root))
+        results["report"] = str(write_report(root, results=results))
     return results

@@ -15,10 +15,9 @@ import math
 import time
 from pathlib import Path
 
-from ..api import CALL_FILE, RUN_FILE
 from ..errors import UserError
 from ..io import atomic_write_text, read_json
-from .grid import RESULTS_FILE, task_slug
+from ..runfolder import CALL_FILE, METRICS_FILE, result_row, task_slug
 from .plots import draw_all, group, setting_label, spread
 
 STYLE = """
@@ -47,6 +46,24 @@ CAPTIONS = {
 }
 
 
+RESULTS_FILE = "results.json"  # written by compare (grid.py)
+ROW_KEYS = ("task", "method", "accuracy")  # what every figure and table reads
+
+
+def check_results(results, path: Path) -> list[dict]:
+    """The rows of a results.json, or a one-line error saying what is wrong with its shape."""
+    if not isinstance(results, dict) or not isinstance(results.get("rows", []), list):
+        raise UserError("expected an object with a 'rows' list (written by compare)", path=str(path))
+    rows = results.get("rows", [])
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise UserError(f"row {i} is not an object", path=str(path))
+        missing = [k for k in ROW_KEYS if k not in row]
+        if missing:
+            raise UserError(f"row {i} lacks {', '.join(repr(k) for k in missing)}", path=str(path))
+    return rows
+
+
 def load_rows(run_dir: str | Path) -> tuple[list[dict], dict]:
     """(rows, results) from ``results.json``, or rows scanned from the run folders under ``run_dir``."""
     root = Path(run_dir)
@@ -54,22 +71,17 @@ def load_rows(run_dir: str | Path) -> tuple[list[dict], dict]:
         raise UserError("run folder not found", path=str(root))
     if (root / RESULTS_FILE).exists():
         results = read_json(root / RESULTS_FILE)
-        return results.get("rows", []), results
+        return check_results(results, root / RESULTS_FILE), results
     rows = []
-    for metrics_path in sorted(root.rglob("metrics.json")):
+    for metrics_path in sorted(root.rglob(METRICS_FILE)):
         run = metrics_path.parent
         if not (run / CALL_FILE).exists():
             continue
         config, metrics = read_json(run / CALL_FILE), read_json(metrics_path)
-        record = read_json(run / RUN_FILE) if (run / RUN_FILE).exists() else {}
-        rows.append({"task": task_slug(str(config.get("data", "?"))), "method": metrics.get("method", "?"),
-                     "base_method": config.get("method"), "hallucination": config.get("hallucination", 0.0),
-                     "seed": config.get("seed", 0), "keep": config.get("keep", "all"),
-                     **{k: metrics.get(k) for k in ("n", "accuracy", "tokens_to_answer", "ms_to_answer",
-                                                    "tokens_total", "ms_total", "answered", "chance", "consistency",
-                                                    "rationale_concludes")},
-                     "majority": None, "train_seconds": record.get("train", {}).get("seconds"),
-                     "run_dir": str(run.relative_to(root)), "config": config})
+        labels = {"task": task_slug(str(config.get("data", "?"))), "method": metrics.get("method", "?"),
+                  "base_method": config.get("method"), "hallucination": config.get("hallucination", 0.0),
+                  "seed": config.get("seed", 0), "keep": config.get("keep", "all")}
+        rows.append(result_row(run, root, labels=labels, config=config, extra={"majority": None}))
     if not rows:
         raise UserError(f"nothing to report: no {RESULTS_FILE} and no evaluated run folders", path=str(root))
     return rows, {"rows": rows}
@@ -116,10 +128,11 @@ def data_uri(png: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Draw the figures into ``<run_dir>/plots/`` and write ``<run_dir>/report.html`` (or ``out``)."""
+def write_report(run_dir: str | Path, out: str | Path | None = None, *, results: dict | None = None) -> Path:
+    """Draw the figures into ``<run_dir>/plots/`` and write ``<run_dir>/report.html`` (or ``out``).
+    ``compare`` hands its ``results`` over; otherwise they are read from the folder."""
     root = Path(run_dir)
-    rows, results = load_rows(root)
+    rows, results = (results["rows"], results) if results is not None else load_rows(root)
     if not rows:
         raise UserError(f"nothing to report yet: {RESULTS_FILE} has no finished cells", path=str(root))
     out = Path(out) if out else root / "report.html"

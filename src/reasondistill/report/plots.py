@@ -9,7 +9,6 @@ report never changes the caller's backend or global state.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean, pstdev
@@ -194,10 +193,12 @@ def plot_hallucination(rows: list[dict], path: Path) -> Path | None:
 
 
 def read_curve(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
+    from ..io import read_jsonl
+    from ..runfolder import METRICS_LOG
+    path = Path(run_dir) / METRICS_LOG
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [row for _, row in read_jsonl(path)]
 
 
 def plot_losses(rows: list[dict], root: Path, path: Path) -> Path | None:

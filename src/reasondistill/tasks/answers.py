@@ -13,10 +13,14 @@ import ast
 import math
 import operator
 import re
+from typing import Literal
 
 from ..errors import UserError
-from .example import ANSWER_TYPES
 from .verification import equivalent, is_plain_number, last_boxed, looks_latex, number_of
+
+# The kinds of answer a task has; defined here, below the Example record that carries one.
+AnswerType = Literal["number", "choice", "yesno", "text"]
+ANSWER_TYPES: tuple[str, ...] = ("number", "choice", "yesno", "text")
 
 # A number as people and models write it: "-3", "1,000", "12.50", "$18", "50%"; optional fraction.
 _NUM = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-AnswerType = Literal["number", "choice", "yesno", "text"]
-ANSWER_TYPES: tuple[str, ...] = ("number", "choice", "yesno", "text")
+from .answers import ANSWER_TYPES, AnswerType, is_correct
+
+__all__ = ["ANSWER_TYPES", "AnswerType", "Example"]
 
 
 @dataclass
@@ -33,7 +34,6 @@ class Example:
         """Whether the teacher's stated answer matches gold; None when the teacher gave none."""
         if self.teacher_answer is None:
             return None
-        from .answers import is_correct
         return is_correct(self.teacher_answer, self.answer, self.answer_type)
 
     def to_dict(self) -> dict[str, Any]:

@@ -71,9 +71,9 @@ def _read(path: str | Path) -> tuple[list[tuple[int, dict]], _Source]:
         raise UserError("file not found", path=str(path))
     if path.is_dir():
         raise UserError("is a folder, expected a .jsonl or .json file", path=str(path))
-    with open(path, encoding="utf-8") as f:
-        head = f.read(1024).lstrip()
-    if not head.startswith("["):
+    with open(path, "rb") as f:
+        head = f.read(1024).lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()
+    if not head.startswith(b"["):
         return list(read_jsonl(path)), _Source(path)
     src = _Source(path, array=True)
     data = read_json(path)

@@ -1,5 +1,8 @@
 """``reasondistill inspect-weights RUN_DIR``: see which rationale tokens KPOD's mask made keypoints.
 
+KPOD's own command, kept out of methods/ so the CLI can register it without importing torch (and
+named so it does not shadow the standard library's ``inspect``).
+
 KPOD saves the per-token weights of its training rationales in ``kpod_weights.jsonl``; this prints a
 few of them as text with the keypoints, the tokens the mask keeps, marked ``[like this]``, then the
 heaviest tokens with their weights. ``--full`` prints every token as ``token[weight]`` instead.
@@ -12,8 +15,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .io import read_jsonl
-
-WEIGHTS_FILE = "kpod_weights.jsonl"  # written by methods/kpod.py
+from .runfolder import WEIGHTS_FILE  # written by methods/kpod.py
 
 
 def load_weights(run_dir: str | Path, n: int) -> list[dict]:

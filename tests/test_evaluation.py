@@ -92,10 +92,10 @@ def test_cli_eval_prints_answered_and_consistency_together(tmp_path, capsys, mon
                "rationale_concludes": 0.25, "rationale_similarity": 0.3, "rationale_similarity_measure": LEXICAL}
     seen = {}
 
-    def fake_evaluate(model, data, **kw):
-        seen.update(kw)
+    def fake_evaluate(options):  # the CLI hands eval's checked options to api.run_evaluate
+        seen.update(options.as_dict())
         return metrics
-    monkeypatch.setattr(api, "evaluate", fake_evaluate)
+    monkeypatch.setattr(api, "run_evaluate", fake_evaluate)
     assert main(["eval", "--model", str(tmp_path), "--data", "synthetic/coin_flip",
                  "--similarity-encoder", "enc"]) == 0
     shown = json.loads(capsys.readouterr().out)

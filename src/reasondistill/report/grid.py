@@ -298,7 +298,7 @@ def run_cell(cell: Cell, cfg: dict, root: Path) -> dict:
         api.evaluate(run_dir, cell.task, split="test", n=cfg["n_test"], seed=cfg["split_seed"],
                      batch_size=cfg["eval_batch_size"], max_new_tokens=cfg["max_new_tokens"],
                      explain=cfg["explain"], progress=False, test_fraction=cfg["test_fraction"])
-        seconds = round(spent + time.perf_counter() - started, 1)
+        seconds = round(spent + time.perf_counter() - started, 3)
         atomic_write_json(run_dir / CELL_FILE, {"spec": spec, "seconds": seconds,
                                                 "majority": majority_baseline(cell, cfg)})
     return row_for(run_dir, root, read_json(run_dir / CELL_FILE))

@@ -24,11 +24,12 @@ import torch
 
 from reasondistill.api import student_texts
 from reasondistill.io import atomic_write_json
-from reasondistill.kd import save_teacher_logits, tiny_student_with_tokenizer
+from reasondistill.kd import Distiller, KDConfig, tiny_student_with_tokenizer
 from reasondistill.methods import get_method
 from reasondistill.models import build_tiny_student
 from reasondistill.tasks import generate
-from reasondistill.training import TrainingModule, build_features, collate
+from reasondistill.training import TrainingModule, build_features, collate, count_targets
+from reasondistill.training.teacher_logits import save_teacher_logits
 
 RESULTS = Path(__file__).parent / "results" / "kd_overhead.json"
 PAIRS = [("micro", "mini"), ("mini", "tiny"), ("tiny", "small")]
@@ -52,10 +53,10 @@ def run_pair(student_size: str, teacher_size: str, args, root: Path) -> list[dic
     options = {"none": {}, "online": {"teacher_model": str(teacher_dir)}, "offline": {"teacher_logits": stored["path"]}}
     runs = {}
     for mode in MODES:
-        method = get_method("post_thinking", **options[mode])
+        method = get_method("post_thinking")
         model = tiny_student_with_tokenizer(student_size, tok, seed=1).to(args.device)
-        method.attach_teacher(tok)
-        module = TrainingModule(model, method).train()
+        kd = Distiller(KDConfig.from_options(options[mode]), tok) if options[mode] else None
+        module = TrainingModule(model, method, kd).train()
         opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
         runs[mode] = (module, opt, [])
     features = build_features(get_method("post_thinking"), examples, tok, 512)
@@ -68,7 +69,7 @@ def run_pair(student_size: str, teacher_size: str, args, root: Path) -> list[dic
             if args.device == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            module(batch)["loss"].backward()
+            module(batch, count_targets(module.method[0], [batch]))["loss"].backward()
             opt.step()
             opt.zero_grad()
             if args.device == "cuda":

@@ -21,3 +21,12 @@ def micro_setup(task: str = "coin_flip", n: int = 48, seed: int = 0, hallucinati
 def logged_losses(run_dir: Path, key: str = "loss") -> list[float]:
     rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line]
     return [r[key] for r in rows if key in r]
+
+
+def batch_loss(method, model, batch) -> dict:
+    """The trainer's loss (and logs) for one batch as a whole optimiser step: the method's targets
+    and forward through the trainer's objective (chunked token losses, step normalisation)."""
+    from reasondistill.training import TrainingModule, count_targets
+    module = TrainingModule(model, method)
+    module.train(model.training)
+    return module(batch, count_targets(method, [batch]))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from reasondistill.options import build
 import torch
 from helpers import logged_losses
 from transformers import AutoModelForCausalLM
@@ -16,16 +18,19 @@ from reasondistill.errors import UserError
 from reasondistill.io import atomic_write_jsonl
 from reasondistill.kd import (
     KD_LOSSES,
+    Distiller,
+    KDConfig,
     TAIDSchedule,
     divergence,
     logits_path,
-    save_teacher_logits,
     tiny_student_with_tokenizer,
 )
-from reasondistill.methods import ANSWER, get_method
+from reasondistill.loss import token_losses
+from reasondistill.methods import ANSWER, RATIONALE, get_method
 from reasondistill.models import build_tiny_student, load_tokenizer
 from reasondistill.tasks import generate
-from reasondistill.training import TrainConfig, build_features, collate, train
+from reasondistill.training import TrainConfig, TrainingModule, build_features, collate, count_targets, train
+from reasondistill.training.teacher_logits import save_teacher_logits
 
 KD_TRAIN = {"max_steps": 30, "batch_size": 8, "lr": 1e-2, "log_every": 5, "checkpoint_every": 0}
 
@@ -48,11 +53,15 @@ def batch_of(method, examples, tok):
     return collate(features, tok.pad_token_id)
 
 
-def kd_of(method, model, batch):
-    """The KD part of one training forward, through the same hooks the trainer uses."""
-    model.train()
-    method.loss(model, batch)
-    return {k: v.detach() for k, v in method.pop_extra_losses().items()}
+def distiller(tok, **options):
+    return Distiller(KDConfig.from_options(options), tok)
+
+
+def kd_of(method, model, batch, kd):
+    """The KD part of one training forward, through the trainer's own objective (one micro-batch)."""
+    module = TrainingModule(model, method, kd)
+    module.train()
+    return {k: v.detach() for k, v in module(batch, count_targets(method, [batch])).items()}
 
 
 @pytest.mark.parametrize("kind,method_name", [("forward_kl", "pre_thinking"), ("reverse_kl", "post_thinking"),
@@ -61,8 +70,9 @@ def test_each_kd_loss_trains_with_falling_loss(teacher, tmp_path, kind, method_n
     path, tok, examples = teacher
     student = tiny_student_with_tokenizer("micro", tok, seed=1)
     extra = {"encoder": "student"} if method_name == "pst" else {}
-    method = get_method(method_name, teacher_model=path, kd_loss=kind, **extra)
-    train(method, student, tok, examples, tmp_path, TrainConfig(**KD_TRAIN), tiny=True, progress=False)
+    method = get_method(method_name, **extra)
+    train(method, student, tok, examples, tmp_path, TrainConfig(**KD_TRAIN, teacher_model=path, kd_loss=kind),
+          tiny=True, progress=False)
     losses, kd = logged_losses(tmp_path), logged_losses(tmp_path, "kd")
     assert len(kd) == len(losses) == 6
     assert losses[-1] < 0.5 * losses[0], losses
@@ -76,26 +86,51 @@ def test_kd_term_is_zero_when_the_student_is_the_teacher(teacher):
     path, tok, examples = teacher
     same = AutoModelForCausalLM.from_pretrained(path)
     other = tiny_student_with_tokenizer("micro", tok, seed=1)
-    for kind in KD_LOSSES:
-        method = get_method("post_thinking", teacher_model=path, kd_loss=kind, kd_temperature=2.0)
-        method.attach_teacher(tok)
-        batch = batch_of(method, examples[:8], tok)
-        assert abs(float(kd_of(method, same, batch)["kd"])) < 1e-5, kind
-        assert float(kd_of(method, other, batch)["kd"]) > 0.05, kind
+    method = get_method("post_thinking")
+    batch = batch_of(method, examples[:8], tok)
+    for kind in ("forward_kl", "reverse_kl", "jsd"):
+        kd = distiller(tok, teacher_model=path, kd_loss=kind, kd_temperature=2.0)
+        assert abs(float(kd_of(method, same, batch, kd)["kd"])) < 1e-5, kind
+        assert float(kd_of(method, other, batch, kd)["kd"]) > 0.05, kind
+
+
+def test_taid_objective_is_the_cross_entropy_against_the_interpolated_target(teacher):
+    """TAID's official objective (and the value its adaptive t follows) is CE(target, student):
+    KL(target ‖ student) plus the target's entropy, not the KL alone."""
+    path, tok, examples = teacher
+    student = tiny_student_with_tokenizer("micro", tok, seed=1)
+    method = get_method("post_thinking", rationale_weight=1.0)
+    batch = batch_of(method, examples[:8], tok)
+    kd = distiller(tok, teacher_model=path, kd_loss="taid")
+    assert kd.taid.t == pytest.approx(0.4)
+    value = float(kd_of(method, student, batch, kd)["kd"])
+    mask = batch["spans"][:, 1:] != 0
+    with torch.no_grad():
+        s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][mask]
+        t = kd.teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][mask]
+        target = (0.6 * s.log_softmax(-1) + 0.4 * t.log_softmax(-1)).log_softmax(-1)
+        kl = (target.exp() * (target - s.log_softmax(-1))).sum(-1)
+        entropy = -(target.exp() * target).sum(-1)
+    spans = batch["spans"][:, 1:][mask]
+    expect = sum(float((kl + entropy)[spans == c].mean()) for c in (ANSWER, RATIONALE))
+    assert value == pytest.approx(expect, rel=1e-4)
+    assert value > sum(float(kl[spans == c].mean()) for c in (ANSWER, RATIONALE)) + 0.1
+    kd.end_step(value, 1, 100)  # the schedule consumes the step's objective
+    assert kd.taid.previous == pytest.approx(value)
 
 
 def test_kd_follows_the_methods_span_weights(teacher):
     """PT with rationale_weight 0: the KD term covers the answer tokens only."""
     path, tok, examples = teacher
     student = tiny_student_with_tokenizer("micro", tok, seed=1)
-    method = get_method("post_thinking", teacher_model=path, rationale_weight=0.0)
-    method.attach_teacher(tok)
+    method = get_method("post_thinking", rationale_weight=0.0)
+    teacher_kd = distiller(tok, teacher_model=path)
     batch = batch_of(method, examples[:8], tok)
-    kd = float(kd_of(method, student, batch)["kd"])
+    kd = float(kd_of(method, student, batch, teacher_kd)["kd"])
     answer = batch["spans"][:, 1:] == ANSWER
     with torch.no_grad():
         s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][answer]
-        t = method._kd.teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][answer]
+        t = teacher_kd.teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][answer]
     assert kd == pytest.approx(float(divergence(s, t, "forward_kl").mean()), rel=1e-5)
 
 
@@ -103,16 +138,19 @@ def test_kd_alone_teaches_the_task(teacher):
     """Only the KD gradient (no cross-entropy): the student's CE on the teacher's data still falls."""
     path, tok, examples = teacher
     student = tiny_student_with_tokenizer("micro", tok, seed=1)
-    method = get_method("post_thinking", teacher_model=path)
-    method.attach_teacher(tok)
+    method = get_method("post_thinking")
+    kd = distiller(tok, teacher_model=path)
     batch = batch_of(method, examples[:16], tok)
     opt = torch.optim.AdamW(student.parameters(), lr=1e-2)
+    positions = method.targets(batch).positions()
     ce = []
     for _ in range(20):
-        losses = method.loss(student, batch)
-        ce.append(float(losses["ce_answer"].detach() + losses["ce_rationale"].detach()))
+        out = method.loss(student, batch)
+        token_ce, token_kd = token_losses(out.head, out.hidden, positions, batch["input_ids"],
+                                          extra=kd.chunk_term(batch, positions))
+        ce.append(float(token_ce.detach().mean()))
         opt.zero_grad()
-        method.pop_extra_losses()["loss"].backward()
+        token_kd.mean().backward()
         opt.step()
     assert ce[-1] < 0.5 * ce[0], ce
 
@@ -127,13 +165,13 @@ def test_offline_logits_at_full_vocab_match_online(teacher, tmp_path):
     student = tiny_student_with_tokenizer("micro", tok, seed=1)
     for name in ("pre_thinking", "post_thinking"):
         for kind in KD_LOSSES:
-            online = get_method(name, teacher_model=path, kd_loss=kind, kd_temperature=1.5)
-            offline = get_method(name, teacher_logits=str(tmp_path / "full.safetensors"), kd_loss=kind,
-                                 kd_temperature=1.5)
-            online.attach_teacher(tok)
-            offline.attach_teacher(tok)
-            batch = batch_of(online, examples[:8], tok)
-            a, b = float(kd_of(online, student, batch)["kd"]), float(kd_of(offline, student, batch)["kd"])
+            method = get_method(name)
+            online = distiller(tok, teacher_model=path, kd_loss=kind, kd_temperature=1.5)
+            offline = distiller(tok, teacher_logits=str(tmp_path / "full.safetensors"), kd_loss=kind,
+                                kd_temperature=1.5)
+            batch = batch_of(method, examples[:8], tok)
+            a = float(kd_of(method, student, batch, online)["kd"])
+            b = float(kd_of(method, student, batch, offline)["kd"])
             assert b == pytest.approx(a, rel=1e-4), (name, kind, a, b)  # fp16 storage
 
 
@@ -144,22 +182,20 @@ def test_top_k_logits_store_k_entries_per_token(teacher, tmp_path):
     assert stats["sequences"] == len(examples) and stats["array_bytes_per_token"] == 32
     assert 32 <= stats["bytes_per_token"] < 40  # arrays plus the index and metadata
     student = tiny_student_with_tokenizer("micro", tok, seed=1)
-    method = get_method("post_thinking", teacher_logits=str(tmp_path / "k8.safetensors"))
-    method.attach_teacher(tok)
-    assert 0 < float(kd_of(method, student, batch_of(method, examples[:8], tok))["kd"]) < 50
+    method = get_method("post_thinking")
+    kd = distiller(tok, teacher_logits=str(tmp_path / "k8.safetensors"))
+    assert 0 < float(kd_of(method, student, batch_of(method, examples[:8], tok), kd)["kd"]) < 50
     # a layout that was not stored gives a clear error, not a silent mismatch
-    pre = get_method("pre_thinking", teacher_logits=str(tmp_path / "k8.safetensors"))
-    pre.attach_teacher(tok)
+    pre = get_method("pre_thinking")
     with pytest.raises(UserError, match="no stored teacher logits"):
-        kd_of(pre, student, batch_of(pre, examples[:8], tok))
+        kd_of(pre, student, batch_of(pre, examples[:8], tok), kd)
 
 
 def test_tokenizer_mismatch_is_a_one_line_error(teacher, tmp_path, capsys):
     path, _, examples = teacher
     student, other_tok = build_tiny_student("micro", student_texts(examples), vocab_size=200, seed=0)
-    method = get_method("post_thinking", teacher_model=path)
     with pytest.raises(UserError, match="tokenizers differ at token id"):
-        method.attach_teacher(other_tok)
+        distiller(other_tok, teacher_model=path)
     student.save_pretrained(tmp_path / "student")
     other_tok.save_pretrained(tmp_path / "student")
     data = tmp_path / "train.jsonl"
@@ -172,12 +208,17 @@ def test_tokenizer_mismatch_is_a_one_line_error(teacher, tmp_path, capsys):
 
 
 def test_kd_options_are_checked():
-    with pytest.raises(UserError, match="kd_loss.*forward_kl"):
-        get_method("post_thinking", teacher_model="x", kd_loss="mse")
+    with pytest.raises(UserError, match="kd_loss.*forward_kl"):  # the train option, checked like every other
+        build(TrainConfig, [("keyword:train", {"teacher_model": "x", "kd_loss": "mse"})])
+    with pytest.raises(UserError, match="kd_loss must be one of"):
+        KDConfig.from_options({"teacher_model": "x", "kd_loss": "mse"})
     with pytest.raises(UserError, match="needs a teacher"):
-        get_method("pst", kd_loss="taid")
+        TrainConfig(kd_loss="taid").kd()
     with pytest.raises(UserError, match="kd_temperature"):
-        get_method("pre_thinking", teacher_model="x", kd_temperature=0)
+        KDConfig.from_options({"teacher_model": "x", "kd_temperature": 0})
+    with pytest.raises(UserError, match="does not support token-level KD"):  # soft thoughts: no token layout
+        train(get_method("softcot", stage="main"), None, None, generate("coin_flip", 2, seed=0), "unused",
+              TrainConfig(teacher_model="x"))
 
 
 def test_cli_trains_with_stored_logits_beside_the_data(teacher, tmp_path):
@@ -193,7 +234,8 @@ def test_cli_trains_with_stored_logits_beside_the_data(teacher, tmp_path):
                  "--batch-size", "8", "--checkpoint-every", "0", "--out", str(out)])
     assert code == 0
     record = json.loads((out / "reasondistill.json").read_text())
-    opts = record["method_options"]
+    opts = record["kd"]
+    assert "teacher_model" not in record["method_options"]  # KD is the trainer's, not the method's
     assert opts["teacher_model"] == path and opts["kd_loss"] == "jsd" and opts["kd_weight"] == 0.5
     assert opts["teacher_logits"] == str(logits_path(data))
     assert load_tokenizer(str(out)).get_vocab() == tok.get_vocab()
@@ -213,3 +255,25 @@ def test_taid_schedule_rises_with_the_ramp_and_faster_while_learning():
     ramp.record(1.0)
     ramp.step(100, 100)
     assert ramp.t == 1.0
+
+
+def test_kd_covers_exactly_kpods_progressive_targets_with_its_weights(teacher):
+    """kpod at k=1 trains the last rationale step and the answer, keypoint-weighted: the KD term
+    is the same weighted mean over those tokens, not over every non-prompt token."""
+    path, tok, examples = teacher
+    student = tiny_student_with_tokenizer("micro", tok, seed=1)
+    method = get_method("kpod", mask_steps=20, answer_model_steps=20, start_steps=1)
+    method.prepare(examples[:8], tok, student)
+    batch = batch_of(method, examples[:8], tok)
+    kd = distiller(tok, teacher_model=path)
+    value = float(kd_of(method, student, batch, kd)["kd"])
+    learnt, _ = method.learnt(batch)
+    every = batch["spans"][:, 1:] != 0
+    assert learnt.sum() < 0.8 * every.sum()  # steps given as input are not learnt
+    with torch.no_grad():
+        s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        t = kd.teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    d = divergence(s[every], t[every], "forward_kl")
+    w = (batch["weights"][:, 1:] * learnt)[every]
+    assert value == pytest.approx(float((w * d).sum() / w.sum()), rel=1e-5)
+    assert value != pytest.approx(float(d.mean()), rel=1e-3)

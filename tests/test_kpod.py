@@ -17,7 +17,7 @@ from reasondistill.methods import ANSWER, RATIONALE, get_method
 from reasondistill.methods.kpod import split_steps
 from reasondistill.training import TrainConfig, collate, train
 
-from helpers import MICRO_TRAIN, logged_losses, micro_setup
+from helpers import MICRO_TRAIN, batch_loss, logged_losses, micro_setup
 
 FAST_MASK = {"mask_steps": 60, "answer_model_steps": 60}  # where the mask's quality is not under test
 
@@ -74,14 +74,14 @@ def test_progressive_targets_are_the_last_k_steps():
     batch = collate([f for ex in examples for f in method.features(ex, tok)], tok.pad_token_id)
     steps, spans = batch["step_ids"][:, 1:], batch["spans"][:, 1:]
     method.k = torch.ones_like(method.n_steps)
-    target, _ = method.targets(batch)
+    target, _ = method.learnt(batch)
     learnt = target & (spans == RATIONALE)
     # The last step, and the opening step the student writes first at inference.
     assert torch.equal(learnt, ((steps == batch["n_steps"].unsqueeze(1)) | (steps == 1)) & (spans == RATIONALE))
     assert (batch["n_steps"] > 2).any() and not learnt[steps == 2].any()  # a middle step is input only
     assert target[spans == ANSWER].all()  # answer tokens (the marker first) are always learnt
     method.k = method.n_steps.clone()
-    target, _ = method.targets(batch)
+    target, _ = method.learnt(batch)
     assert torch.equal(target & (spans == RATIONALE), spans == RATIONALE)
 
 
@@ -95,21 +95,21 @@ def test_learnt_weights_enter_the_loss(tmp_path):
           tiny=True, progress=False)
     method.k = method.n_steps.clone()
     batch = collate([f for ex in examples for f in method.features(ex, tok)], tok.pad_token_id)
-    learnt = method.loss(model, batch)["loss"]
+    learnt = batch_loss(method, model, batch)["loss"]
     rationale = batch["spans"] == RATIONALE
     assert batch["weights"][rationale].std() > 0.1  # the mask made the weights uneven
-    uniform = method.loss(model, {**batch, "weights": torch.ones_like(batch["weights"])})["loss"]
+    uniform = batch_loss(method, model, {**batch, "weights": torch.ones_like(batch["weights"])})["loss"]
     assert abs(float(learnt - uniform)) > 1e-3, (float(learnt), float(uniform))
     # Exactly the keypoint-weighted mean over the tokens learnt now.
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
         ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch["input_ids"][:, 1:], reduction="none")
-    w = batch["weights"][:, 1:] * method.targets(batch)[0]
+    w = batch["weights"][:, 1:] * method.learnt(batch)[0]
     assert torch.allclose(learnt, (ce * w).sum() / w.sum(), atol=1e-5)
     # Features carry the mask's weights: new weights in the method give a new loss.
     method.token_weights = [[1.0] * len(w) for w in method.token_weights]
     rebuilt = collate([f for ex in examples for f in method.features(ex, tok)], tok.pad_token_id)
-    assert torch.allclose(method.loss(model, rebuilt)["loss"], uniform)
+    assert torch.allclose(batch_loss(method, model, rebuilt)["loss"], uniform)
 
 
 def test_a_briefly_trained_kpod_student_writes_the_answer_marker(tmp_path):

@@ -82,7 +82,7 @@ def test_pst_alignment_gradient_reaches_the_student():
     batch = collate([f for ex in examples for f in method.features(ex, tok)], tok.pad_token_id)
     model.train()
     model.zero_grad(set_to_none=True)
-    method.loss(model, batch)["align"].backward()
+    method.loss(model, batch).sequences["align"].mean().backward()
     layer = model.get_decoder().layers[-1]
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.mlp.parameters())
     assert all(p.grad is not None for p in method.projection.parameters())
@@ -93,8 +93,8 @@ def test_pst_with_packaged_minilm_targets():
     examples, model, tok = micro_setup(n=8)
     method = get_method("pst")
     method.prepare(examples, tok, model)
-    assert method.targets.shape == (len({e.rationale for e in examples}), 384)
-    sims = method.targets @ method.targets.T
+    assert method.embeddings.shape == (len({e.rationale for e in examples}), 384)
+    sims = method.embeddings @ method.embeddings.T
     assert torch.allclose(sims.diagonal(), torch.ones(len(sims)), atol=1e-4)
 
 

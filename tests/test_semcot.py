@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import logged_losses
+from helpers import batch_loss, logged_losses
 from test_softcot import BASE, FULL_BATCH, TASK, digest, frozen_pair, train_spied
 
 from reasondistill import api
@@ -72,7 +72,7 @@ def test_judge_is_a_frozen_copy_of_the_main_models_upper_layers(run):
     text = sorted(method.target_index)[3]
     with torch.no_grad():
         again = judge(*main_states(main, seen["tokenizer"], [text], start))
-    assert torch.allclose(again[0], method.targets[method.target_index[text]], atol=1e-5)
+    assert torch.allclose(again[0], method.rationale_targets[method.target_index[text]], atol=1e-5)
 
 
 def _batch(method, tokenizer, n: int = 8):
@@ -93,7 +93,7 @@ def test_alignment_gradient_reaches_generator_and_bridge_through_the_judge(run):
             m.zero_grad()
         vectors = method.batch_thoughts(batch)
         align, _ = method.alignment_loss(vectors, batch["target_index"])
-        align.backward()
+        align.mean().backward()
     finally:
         method.generator_stage = saved
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.bridge.parameters())
@@ -105,8 +105,8 @@ def test_alignment_gradient_reaches_generator_and_bridge_through_the_judge(run):
         vectors = method.batch_thoughts(batch)
         implicit = method.judge(vectors, torch.ones(vectors.shape[:2], dtype=torch.long))
         align, _ = method.alignment_loss(vectors, batch["target_index"])
-    expected = 1 - (implicit * method.targets[batch["target_index"]]).sum(-1).mean()
-    assert torch.allclose(align, expected, atol=1e-6)
+    expected = 1 - (implicit * method.rationale_targets[batch["target_index"]]).sum(-1).mean()
+    assert torch.allclose(align.mean(), expected, atol=1e-6)
 
 
 def test_bridge_stage_leaves_the_generator_untouched(run):
@@ -120,7 +120,7 @@ def test_bridge_stage_leaves_the_generator_untouched(run):
         assert not method.generator_stage
         for m in (method.bridge, method.second):
             m.zero_grad(set_to_none=True)
-        method.loss(seen["model"], batch)["loss"].backward()
+        batch_loss(method, seen["model"], batch)["loss"].backward()
         assert all(p.grad is None for p in method.second.parameters())
         assert all(p.grad is not None for p in method.bridge.parameters())
         method.on_step(20, 100)

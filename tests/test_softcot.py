@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from helpers import logged_losses
+from helpers import batch_loss, logged_losses
 
 from reasondistill import api
 from reasondistill.cli import main as cli_main
@@ -135,7 +135,7 @@ def test_thoughts_depend_on_the_question_and_reach_the_main_model(run):
         assert torch.allclose(batched, own, atol=1e-5)
         assert (batched[0] - batched[1]).abs().max() > 1e-3 * batched.abs().max()
     vectors = batched.clone().requires_grad_(True)
-    method.loss(model, {**batch, "vectors": vectors})["loss"].backward()
+    batch_loss(method, model, {**batch, "vectors": vectors})["loss"].backward()
     assert vectors.grad.abs().sum() > 0  # the main model reads the slots the thoughts fill
 
 

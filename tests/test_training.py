@@ -30,21 +30,21 @@ def test_resume_continues_from_checkpoint_and_matches_uninterrupted_run(tmp_path
     class Crash(Exception):
         pass
 
-    import reasondistill.training as training
-    real_save = training._save_checkpoint
+    import reasondistill.training.checkpoint as training
+    real_save = training.save_checkpoint
 
-    def save_then_crash(accelerator, root, step):
-        real_save(accelerator, root, step)
+    def save_then_crash(accelerator, root, step, schedules):
+        real_save(accelerator, root, step, schedules)
         raise Crash()
 
-    training._save_checkpoint = save_then_crash
+    training.save_checkpoint = save_then_crash
     try:
         try:
             train(get_method("post_thinking"), model, tok, examples, partial_dir, cfg, tiny=True, progress=False)
         except Crash:
             pass
     finally:
-        training._save_checkpoint = real_save
+        training.save_checkpoint = real_save
     assert (partial_dir / "checkpoints" / "step-6").exists()
 
     resumed, summary = _train(partial_dir, 12, resume=True)

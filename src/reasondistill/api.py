@@ -18,7 +18,7 @@ from .commands import DemoOptions, EvalOptions, TrainConfig, TrainOptions
 from .errors import UserError
 from .evaluation import evaluate as evaluate_predictions
 from .io import atomic_write_json, atomic_write_text
-from .kd import teacher_spec, tiny_student_for_teacher, use_stored_logits
+from .kd import KDConfig, teacher_spec, tiny_student_for_teacher, use_stored_logits
 from .layout import layout_from_record, resolve_layout
 from .methods import format_question, get_method
 from .models import apply_lora, is_tiny, load_student, load_tokenizer
@@ -79,8 +79,13 @@ def run_train(o: TrainOptions) -> dict:
     out = Path(o.out)
     state = process_state()  # before anything else, so that several launched processes form one job
     check_writable_dir(out)
-    config = o.training()
-    method_obj = get_method(o.method, **o.all_method_options())
+    # Token-level KD is the trainer's: the KD keys among the method's options (--kd-loss, --option
+    # teacher_model=..., a grid row's options) go to the training config.
+    method_options = o.all_method_options()
+    kd_given = {k: method_options.pop(k) for k in KDConfig.keys() if k in method_options}
+    config = o.training().model_copy(update=kd_given)
+    kd = config.kd()  # checked before any work
+    method_obj = get_method(o.method, **method_options)
     seed = o.seed
     examples = load_task(o.data, o.split, n=o.n, seed=seed if o.split_seed is None else o.split_seed,
                          hallucination=o.hallucination, test_fraction=o.test_fraction, format=o.format)
@@ -90,12 +95,13 @@ def run_train(o: TrainOptions) -> dict:
     kept, too_long = drop_too_long(kept, o.max_example_chars)
     if not kept:
         raise UserError(f"every example of '{o.data}' is longer than --max-example-chars {o.max_example_chars}")
-    use_stored_logits(method_obj, o.data)  # KD from logits saved beside the data, when they fit
-    call = {**o.as_dict(), "method_options": method_obj.options}
+    kd = use_stored_logits(kd, o.data, method_obj.token_layout)  # KD from logits saved beside the data
+    config = config.model_copy(update={"teacher_logits": kd.teacher_logits})
+    call = {**o.as_dict(), "method_options": {**method_obj.options, **kd_given}}
     prepare(out, call, resume=o.resume, overwrite=o.overwrite)  # before the student is built or trained
 
     tiny = is_tiny(o.student)
-    kd_teacher = teacher_spec(method_obj.options)
+    kd_teacher = teacher_spec(kd)
     state.wait_for_everyone()  # every process checked the folder before the main one writes to it
     created = False
     # A tiny student's tokenizer is trained once, by the main process, which then makes the folder
@@ -125,11 +131,11 @@ def run_train(o: TrainOptions) -> dict:
             abandon(out, created)
         raise
     target_lengths = [sum(1 for s in f.spans if s) for ex in kept[:500] for f in method_obj.features(ex, tokenizer)]
-    method_obj.finish(model, tokenizer, kept)
     record = {"method": o.method, "method_options": method_obj.options, "data": o.data, "student": o.student,
               "answer_type": kept[0].answer_type, "n_train": len(kept), "n_loaded": len(examples),
               "n_too_long": too_long, "max_new_tokens": int(max(target_lengths) * 1.25) + 8, "train": summary,
-              "seed": seed, "hallucination": o.hallucination, "layout": layout.describe(), **method_obj.run_info()}
+              "seed": seed, "hallucination": o.hallucination, "layout": layout.describe(),
+              "kd": kd.to_dict() if kd.enabled else None, **method_obj.run_info()}
     if state.is_main_process:  # under `accelerate launch`, one process writes the run folder
         unwrapped = model.merge_and_unload() if o.lora_r > 0 and hasattr(model, "merge_and_unload") else model
         layout.mark_ends(unwrapped)

@@ -96,6 +96,12 @@ def cmd_methods(args: argparse.Namespace) -> None:
     print(f"{args.name}: {_method_doc(cls)}\n")
     print("options (--option KEY=VALUE, or method_options: in --config):")
     print("\n".join(describe(cls.Options)))
+    if cls.token_layout is not None:  # the student reads the batch's tokens: the trainer can add KD
+        from .commands import TrainConfig
+        from .kd import KDConfig
+        kd = {k: TrainConfig.model_fields[k] for k in KDConfig.keys()}
+        print("\ntoken-level KD (the trainer's; as train flags or among these options):")
+        print("\n".join(f"  {k:<22} {f.default!r:<20} {f.description or ''}" for k, f in kd.items()))
 
 
 # Commands that live beside what they drive: each module has ``register(subparsers)`` adding its

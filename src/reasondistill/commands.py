@@ -34,11 +34,27 @@ class TrainConfig(Options):
     log_every: int = opt(10, "log the losses to metrics.jsonl every N steps", ge=1)
     seed: int = opt(0, "seed of the data order, the initialisation and the data itself")
     group_by_length: bool = opt(True, "batch sequences of similar length together (less padding)")
+    gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass: less memory, more time")
+    loss_chunk_tokens: int = opt(256, "target tokens per LM-head chunk (bounds the logits held in memory)", ge=1)
+    # Token-level KD is the trainer's (every method accepts a teacher); the train flags of the same
+    # names reach it through the method's options (MethodOptions), so they are not flags here.
+    teacher_model: str | None = opt(None, "token-level KD from this open teacher", cli=False)
+    teacher_logits: str | None = opt(None, "token-level KD from stored top-k teacher logits", cli=False)
+    kd_loss: Literal["forward_kl", "reverse_kl", "jsd", "taid"] = opt("forward_kl", "divergence of the KD term",
+                                                                      cli=False)
+    kd_weight: float = opt(1.0, "weight of the KD term", ge=0, cli=False)
+    kd_temperature: float = opt(1.0, "softmax temperature of the KD term", gt=0, cli=False)
+    kd_beta: float = opt(0.5, "jsd: mixture weight of the teacher", gt=0, lt=1, cli=False)
+
+    def kd(self):
+        """The KD settings, checked (a teacher named, or none: KD off)."""
+        from .kd import KDConfig
+        return KDConfig.from_options({k: getattr(self, k) for k in KDConfig.keys()})
 
 
 def _promoted(name: str) -> Any:
     """A method option every method shares, as a train flag: None means the method's default."""
-    field = MethodOptions.model_fields[name]
+    field = MethodOptions.model_fields.get(name) or TrainConfig.model_fields[name]
     limits = {k: getattr(m, k) for m in field.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
     return opt(None, field.description or "", **limits)
 
@@ -90,7 +106,8 @@ class TrainOptions(TrainConfig):
         return out
 
     def training(self) -> TrainConfig:
-        return TrainConfig(**self.subset(TrainConfig))
+        """The trainer's part of these options (the promoted KD flags reach it via the method's)."""
+        return TrainConfig(**{k: v for k, v in self.subset(TrainConfig).items() if k not in self.PROMOTED})
 
 
 class EvalOptions(Options):

@@ -297,16 +297,11 @@ def call_values(func_name: str, positional_names: tuple[str, ...], args: tuple, 
 # ----- method options ---------------------------------------------------------------------------
 
 class MethodOptions(Options):
-    """Options every method accepts: Masked Thought and token-level distillation (KD)."""
+    """Options every method accepts: Masked Thought. (Token-level KD is the trainer's: its options
+    live in ``commands.TrainConfig``, and a method's option mapping may carry them to it.)"""
 
     mask_rationale: float = opt(0.0, "Masked Thought: replace this fraction of rationale input tokens by pad",
                                 ge=0, lt=1)
-    teacher_model: str | None = opt(None, "token-level KD from this open teacher (HF id or path; same tokenizer)")
-    teacher_logits: str | None = opt(None, "token-level KD from stored top-k teacher logits (.safetensors)")
-    kd_loss: Literal["forward_kl", "reverse_kl", "jsd", "taid"] = opt("forward_kl", "divergence of the KD term")
-    kd_weight: float = opt(1.0, "weight of the KD term", ge=0)
-    kd_temperature: float = opt(1.0, "softmax temperature of the KD term", gt=0)
-    kd_beta: float = opt(0.5, "jsd: mixture weight of the teacher", gt=0, lt=1)
 
 
 def method_option_values(model: type[Options], given: dict[str, Any], method: str) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from ..errors import UserError
 from ..io import atomic_write_json
 from ..options import opt
 from ..tasks import Example, is_correct
-from .base import ANSWER, RATIONALE, Feature, Method, Prediction, format_question, span_losses
+from .base import ANSWER, RATIONALE, Feature, Method, Prediction, format_question
 from .post_thinking import PostThinking
 from .pre_thinking import PreThinking
 from .pst import student_embeddings
@@ -81,6 +81,7 @@ def fit_perception(vectors: torch.Tensor, think: torch.Tensor, *, steps: int = 3
 
 class Adaptive(Method):
     name = "adaptive"
+    token_layout = "adaptive"
     class Options(Method.Options):
         rationale_weight: float = opt(0.5, "answer-first sequences: weight of the rationale after the answer", ge=0)
         mode: Literal["auto", "answer_first", "think_first"] = opt("auto", "auto: the perception module picks "
@@ -128,19 +129,16 @@ class Adaptive(Method):
         fast.extras["think_first"], slow.extras["think_first"] = 0, 1
         return [fast, slow]
 
-    def loss(self, model, batch):
-        logits = self.run_model(model, batch).logits
-        parts = span_losses(logits, batch)
-        spans, weights = batch["spans"][:, 1:], batch["weights"][:, 1:]
-        mass = {c: (weights * (spans == c)).sum() for c in parts}  # one weighted NTP loss over all targets
-        out = {"loss": sum(parts[c] * mass[c] for c in parts) / sum(mass.values())}
-        out.update({f"ce_{'answer' if c == ANSWER else 'rationale'}": v for c, v in parts.items()})
-        with torch.no_grad():  # how hard the answer is in each mode: the signal perception learns from
-            ce = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), batch["input_ids"][:, 1:], reduction="none")
-            for key, flag in (("ce_answer_first", 0), ("ce_think_first", 1)):
-                mask = ((spans == ANSWER) & (batch["think_first"] == flag).unsqueeze(1)).float()
-                if mask.sum() > 0:
-                    out[key] = (ce * mask).sum() / mask.sum()
+    # The loss is the default one weighted NTP loss over all targets (the features carry the weights).
+
+    def observe(self, batch, ce):
+        """How hard the answer is in each mode: the signal perception learns from."""
+        out = {}
+        spans = batch["spans"][:, 1:]
+        for key, flag in (("ce_answer_first", 0), ("ce_think_first", 1)):
+            mask = ((spans == ANSWER) & (batch["think_first"] == flag).unsqueeze(1)).float()
+            if mask.sum() > 0:
+                out[key] = (ce * mask).sum() / mask.sum()
         return out
 
     def finish(self, model, tokenizer, examples: list[Example]) -> None:
@@ -176,7 +174,7 @@ class Adaptive(Method):
             atomic_write_json(Path(out_dir) / STATS_FILE, self.stats)
 
     def load(self, out_dir, device):
-        from ..training import MODULES_FILE, load_method_modules
+        from .modules_file import MODULES_FILE, load_method_modules
         model, tokenizer = super().load(out_dir, device)
         if (Path(out_dir) / MODULES_FILE).exists():
             self.perception = Perception(model.config.hidden_size).to(device)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from ..tasks import Example
-from .base import ANSWER, EOS, PROMPT, Feature, Method, format_question, span_losses
+from ..loss import Targets
+from .base import ANSWER, EOS, PROMPT, Feature, Method, format_question, token_weights
 
 
 class AnswerOnly(Method):
     name = "answer_only"
     uses_rationale = False
+    token_layout = "answer_only"
     def prompt(self, example: Example) -> str:
         return self.layout.prompt(format_question(example), "Answer:")
 
@@ -17,7 +19,5 @@ class AnswerOnly(Method):
                                              (f" {example.answer}", ANSWER), (EOS, ANSWER)])
         return [Feature(ids, spans)]
 
-    def loss(self, model, batch):
-        logits = self.run_model(model, batch).logits
-        ce = span_losses(logits, batch)[ANSWER]
-        return {"loss": ce, "ce_answer": ce}
+    def targets(self, batch):
+        return Targets({"answer": token_weights(batch, ANSWER)}, {"answer": 1.0})

@@ -2,10 +2,13 @@
 
 A method answers three questions (DESIGN.md §3):
 - ``features``: how one example becomes training sequences (token ids, per-token span codes);
-- ``loss``: what the student minimises on a batch of those sequences;
+- ``targets`` + ``loss``: what the student minimises on a batch of those sequences: the tokens it
+  trains with their weights (declared from the batch, so the trainer can normalise over the whole
+  optimiser step and add token-level KD on exactly those tokens), and the student's forward
+  (hidden states, any sequence-level term);
 - ``answer``: how the trained student answers at inference (prompt and stop rule).
 The trainer, the evaluator and the CLI only talk to this interface, so a new method is one file
-plus a registry entry.
+plus a registry entry. Nothing here knows about KD: the trainer owns it.
 
 Span codes tag every token of a training sequence: ``PROMPT`` tokens are read but not predicted,
 ``ANSWER`` and ``RATIONALE`` tokens are predicted, and a method weighs the spans as its recipe says.
@@ -19,19 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
 from ..layout import EOS, Layout, newline_token_ids
+from ..loss import StudentOutput, Targets, lm_head
 from ..options import MethodOptions, method_option_values
 from ..tasks import Example, extract_answer
+from .modules_file import save_method_modules
 
 PROMPT, ANSWER, RATIONALE = 0, 1, 2
-# Token-level distillation options every method accepts (see kd.py): a teacher named by
-# ``teacher_model`` (online) or ``teacher_logits`` (stored top-k) adds a KD term in ``run_model``.
-KD_DEFAULTS: dict[str, Any] = {k: f.default for k, f in MethodOptions.model_fields.items()
-                               if k.startswith(("teacher_", "kd_"))}
 
 
 @dataclass
@@ -72,36 +72,45 @@ def encode_pieces(tokenizer, pieces: list[tuple[str, int]]) -> tuple[list[int], 
     return Layout().encode(tokenizer, pieces)
 
 
-def span_losses(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[int, torch.Tensor]:
-    """Mean next-token cross-entropy over each span code present in the batch (weighted by
-    ``batch['weights']`` when given). Token t is predicted from position t-1."""
-    logits = logits[:, :-1].float()
-    targets = batch["input_ids"][:, 1:]
+def span_mask(batch: dict[str, torch.Tensor], *codes: int) -> torch.Tensor:
+    """``[B, T-1]`` float: 1 where position p predicts a token of one of ``codes`` (token p+1)."""
     spans = batch["spans"][:, 1:]
-    weights = batch["weights"][:, 1:] if "weights" in batch else None
-    ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
-    ce = ce.view_as(targets)
-    out: dict[int, torch.Tensor] = {}
-    for code in (ANSWER, RATIONALE):
-        mask = (spans == code).float()
-        if weights is not None:
-            mask = mask * weights
-        if mask.sum() > 0:
-            out[code] = (ce * mask).sum() / mask.sum()
-    return out
+    mask = torch.zeros_like(spans, dtype=torch.float)
+    for code in codes:
+        mask = mask + (spans == code).float()
+    return mask
+
+
+def token_weights(batch: dict[str, torch.Tensor], *codes: int) -> torch.Tensor:
+    """``span_mask`` times the batch's per-token ``weights`` where it has them."""
+    mask = span_mask(batch, *codes)
+    return mask * batch["weights"][:, 1:] if "weights" in batch else mask
 
 
 class Method:
-    """Base class: defaults, option checking, and batched greedy generation with stop rules."""
+    """Base class: option checking, the training lifecycle hooks the trainer calls, saving/loading,
+    and batched greedy answers with stop rules.
+
+    Lifecycle (all called by the trainer): ``prepare`` once before training, ``targets`` and ``loss``
+    per micro-batch, ``observe`` with the per-token losses, ``on_step`` after every optimiser step,
+    ``finish`` after the loop (a stage of its own, e.g. adaptive's perception module);
+    ``state_dict``/``load_state_dict`` carry schedule state through checkpoints.
+    """
 
     name: ClassVar[str] = "base"
     answer_first: ClassVar[bool] = False   # stop decoding right after the answer (PT, PST)
     uses_rationale: ClassVar[bool] = True  # training needs teacher rationales
-    supports_kd: ClassVar[bool] = True     # False where run_model's logits are not the student's on input_ids
     chat_layout: ClassVar[bool] = True     # False: the method writes its own prompts (plain text only)
     # The method's options, one typed definition (``methods show NAME`` prints it): a method
     # declares ``class Options(Parent.Options)`` with a field per option; they become attributes.
     Options: ClassVar[type[MethodOptions]] = MethodOptions
+    # The token sequences this method trains on, by the name of the method that first built them
+    # (pst reads post_thinking's): stored teacher logits are saved and looked up per layout. None
+    # where the student does not read the batch's input_ids (soft thoughts): token KD cannot apply.
+    # (Not ``layout``: that is the prompt rendering, plain text or chat turns, set per run.)
+    token_layout: ClassVar[str | None] = None
+    # True: the sequences one example makes share a batch (prefix's two tasks train in every step).
+    batch_examples_together: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         self.options = method_option_values(type(self).Options, options, self.name)
@@ -109,10 +118,6 @@ class Method:
             setattr(self, key, value)
         self._rng = random.Random(0)
         self.layout = Layout()  # plain text until the trainer or a run folder says otherwise
-        from ..kd import check_kd_options
-        check_kd_options(self.name, self.options, options)
-        self._kd = None  # the kd.Distiller, attached by the trainer when a teacher is named
-        self._extra_losses: list[dict[str, torch.Tensor]] = []
 
     # ----- layout -----------------------------------------------------------------------------
     def use_layout(self, layout: Layout) -> None:
@@ -134,11 +139,34 @@ class Method:
     def features(self, example: Example, tokenizer) -> list[Feature]:
         raise NotImplementedError
 
+    def targets(self, batch: dict[str, torch.Tensor]) -> Targets:
+        """What this batch trains, from the batch alone (see ``loss.targets``). Default: one
+        next-token loss over every answer and rationale token (with the features' weights)."""
+        return Targets({"target": token_weights(batch, ANSWER, RATIONALE)}, {"target": 1.0})
+
+    def loss(self, model, batch: dict[str, torch.Tensor]) -> StudentOutput:
+        """The student's forward on a batch: hidden states for the token losses the trainer computes
+        on ``targets``, plus any sequence-level losses. Default: the plain forward."""
+        return self.forward_hidden(model, batch)
+
+    def observe(self, batch: dict[str, torch.Tensor], ce: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The detached per-token cross-entropy ``[B, T-1]`` (0 where not computed) after each
+        forward; returns values to log. Default: nothing."""
+        return {}
+
     def on_step(self, step: int, max_steps: int) -> None:
         """Called after every optimizer step (schedules such as KPOD's progressive k). Default: nothing."""
 
     def finish(self, model, tokenizer, examples: list[Example]) -> None:
         """A stage after the main training loop (e.g. adaptive's perception module). Default: nothing."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Training-time state a checkpoint must carry for ``--resume`` to continue exactly (a
+        schedule's progress). Default: none."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of ``state_dict``, called on resume after ``prepare``."""
 
     def run_info(self) -> dict:
         """Facts about the trained run for its record and metrics (e.g. trainable/frozen parameter
@@ -149,7 +177,6 @@ class Method:
     def save(self, out_dir, model, tokenizer) -> None:
         """Write what inference needs into ``out_dir``. Default: the student in Hugging Face format
         (plain ``AutoModelForCausalLM.from_pretrained`` loads it) plus the method's extra modules."""
-        from ..training import save_method_modules
         model.save_pretrained(str(out_dir))
         tokenizer.save_pretrained(str(out_dir))
         save_method_modules(self, out_dir)
@@ -165,56 +192,26 @@ class Method:
         model.eval()
         return model, tokenizer
 
-    def loss(self, model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
     def forward_inputs(self, model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Model inputs for a training batch. With ``mask_rationale`` (Masked Thought) a random
-        fraction of rationale *input* tokens is replaced by the pad token; targets stay intact."""
+        fraction of rationale *input* tokens is replaced by the pad token; targets stay intact. The
+        draw uses the batch's own generator seed (set by the trainer), so a resumed run masks the
+        same tokens as an uninterrupted one."""
         ids = batch["input_ids"]
         if self.mask_rationale > 0 and model.training:
             pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-            drop = (batch["spans"] == RATIONALE) & (torch.rand(ids.shape, device=ids.device) < self.mask_rationale)
+            generator = None
+            if "seed" in batch:
+                generator = torch.Generator(device=ids.device).manual_seed(int(batch["seed"]))
+            noise = torch.rand(ids.shape, device=ids.device, generator=generator)
+            drop = (batch["spans"] == RATIONALE) & (noise < self.mask_rationale)
             ids = ids.masked_fill(drop, pad)
         return {"input_ids": ids, "attention_mask": batch["attention_mask"]}
 
-    def run_model(self, model, batch: dict[str, torch.Tensor], **kwargs):
-        """The student's forward pass on a training batch. Every method's ``loss`` goes through
-        here, so cross-cutting terms hook in once for all methods: with a teacher attached, the
-        token-level KD term on these logits is queued for ``pop_extra_losses``."""
-        out = model(**self.forward_inputs(model, batch), **kwargs)
-        if self._kd is not None and model.training:
-            self._extra_losses.append(self._kd.loss(out.logits, batch))
-        return out
-
-    # ----- token-level distillation (kd.py) ---------------------------------------------------
-    def attach_teacher(self, tokenizer) -> None:
-        """Before training: load the teacher (or its stored logits) the options name and check it
-        shares the student's tokenizer. The KD term uses this method's span weights when it has them."""
-        if not (self.teacher_model or self.teacher_logits):
-            return
-        if not self.supports_kd:
-            raise UserError(f"method '{self.name}' does not support token-level KD (teacher_model/teacher_logits)")
-        from ..kd import Distiller
-        weighted = hasattr(self, "answer_weight") or hasattr(self, "rationale_weight")
-        weights = {ANSWER: float(getattr(self, "answer_weight", 1.0)),
-                   RATIONALE: float(getattr(self, "rationale_weight", 1.0))} if weighted else None
-        self._kd = Distiller(self.options, tokenizer, weights)
-
-    def pop_extra_losses(self) -> dict[str, torch.Tensor]:
-        """Terms queued by ``run_model`` since the last call (e.g. ``kd``), summed; ``"loss"`` is what
-        the trainer adds to the method's total, the other keys are logged."""
-        pending, self._extra_losses = self._extra_losses, []
-        out: dict[str, torch.Tensor] = {}
-        for terms in pending:
-            for key, value in terms.items():  # terms add up over forward passes; a schedule value is reported
-                out[key] = out[key] + value if key in out and key != "taid_t" else value
-        return out
-
-    def kd_on_step(self, step: int, max_steps: int) -> None:
-        """After each optimizer step: advance the KD schedule (TAID's interpolation weight)."""
-        if self._kd is not None:
-            self._kd.on_step(step, max_steps)
+    def forward_hidden(self, model, batch: dict[str, torch.Tensor]) -> StudentOutput:
+        """The student's body on ``forward_inputs``: last hidden states and the head that reads them."""
+        head = lm_head(model)
+        return StudentOutput(head.body(**self.forward_inputs(model, batch)), head)
 
     # ----- inference --------------------------------------------------------------------------
     def prompt(self, example: Example) -> str:

@@ -21,9 +21,9 @@ of the recipe in METHODS.md.
      student's loss: ``w = floor + (1 - floor) * p``, divided by its mean over the rationale.
      Keypoints weigh up to ``1 / floor`` times more than dropped tokens, and no token weighs zero,
      so the student still learns to write the whole rationale.
-2. In-rationale progressive distillation (``loss`` and ``on_step``). The rationale is split into
-   steps (sentences or lines). A question whose schedule says ``k`` gets steps 2 .. n - k as input
-   only and learns to generate the last ``k`` steps and the answer; ``k`` starts at
+2. In-rationale progressive distillation (``targets``, ``observe`` and ``on_step``). The rationale
+   is split into steps (sentences or lines). A question whose schedule says ``k`` gets steps 2 .. n - k
+   as input only and learns to generate the last ``k`` steps and the answer; ``k`` starts at
    ``start_steps`` and grows until every question generates its whole rationale (by
    ``progressive_until`` of training). At each of ``schedule_updates`` updates a budget of
    one-step increments is handed out by a greedy value function: a question's value is the ease
@@ -57,6 +57,7 @@ from ..io import atomic_write_json, atomic_write_jsonl
 from ..options import opt
 from ..runfolder import WEIGHTS_FILE
 from ..tasks import Example
+from ..loss import Targets
 from .base import ANSWER, PROMPT, RATIONALE, Feature
 from .pre_thinking import ANSWER_MARKER, PreThinking
 
@@ -141,6 +142,7 @@ def answer_nll(logp: torch.Tensor, answer_ids: torch.Tensor) -> torch.Tensor:
 class KPOD(PreThinking):
     name = "kpod"
     chat_layout = False  # its own token layout (steps, weights): plain text only
+    token_layout = "kpod"  # its own tokenisation step by step, known only after prepare()
     class Options(PreThinking.Options):
         weight_floor: float = opt(0.5, "token weight of a dropped token (keypoints weigh up to 1/floor more)",
                                   ge=0, le=1)
@@ -367,7 +369,7 @@ class KPOD(PreThinking):
         old = flat[seen]
         flat[seen] = torch.where(old.isnan(), new, 0.5 * old + 0.5 * new)
 
-    def targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def learnt(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Which next tokens are learnt now (B, T-1), and each row's k: the answer (its marker
         included), the rationale's first step, and the last k steps; the steps between are input only.
 
@@ -384,22 +386,30 @@ class KPOD(PreThinking):
         given = in_rationale & (steps <= (batch["n_steps"] - k).unsqueeze(1)) & ~opening
         return ((spans == ANSWER) | (spans == RATIONALE)) & ~given, k
 
-    def loss(self, model, batch):
-        logits = self.run_model(model, batch).logits[:, :-1].float()
-        ids = batch["input_ids"][:, 1:]
-        ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), ids.reshape(-1), reduction="none").view_as(ids)
-        spans, weights = batch["spans"][:, 1:], batch["weights"][:, 1:]
-        target, k = self.targets(batch)
-        w = weights * target
-        with torch.no_grad():
-            self._record_difficulty(ce.detach(), weights, batch["step_ids"][:, 1:], batch["example_index"])
-            is_answer, is_rationale = (spans == ANSWER).float(), (w * (spans == RATIONALE))
-            ce_answer = (ce * is_answer).sum() / is_answer.sum().clamp(min=1)
-            ce_rationale = (ce * is_rationale).sum() / is_rationale.sum().clamp(min=1e-6)
-            frac = (k.float() / batch["n_steps"].clamp(min=1).float()).mean()
-        return {"loss": (ce * w).sum() / w.sum(), "ce_answer": ce_answer, "ce_rationale": ce_rationale,
-                "kept_fraction": batch["kept_fraction"].float().mean(), "mean_k": k.float().mean(),
+    def targets(self, batch):
+        """One keypoint-weighted next-token loss over the tokens learnt now; every rationale token's
+        loss is observed (the difficulty of steps still given decides who grows next)."""
+        learnt, _ = self.learnt(batch)
+        weights = batch["weights"][:, 1:] * learnt
+        return Targets({"target": weights}, {"target": 1.0}, observe=batch["step_ids"][:, 1:] > 0)
+
+    def observe(self, batch, ce):
+        self._record_difficulty(ce, batch["weights"][:, 1:], batch["step_ids"][:, 1:], batch["example_index"])
+        _, k = self.learnt(batch)
+        frac = (k.float() / batch["n_steps"].clamp(min=1).float()).mean()
+        return {"kept_fraction": batch["kept_fraction"].float().mean(), "mean_k": k.float().mean(),
                 "generated_fraction": frac}
+
+    def state_dict(self) -> dict:
+        """The schedule: k per question, the measured difficulties, the updates done so far."""
+        return {"k": self.k.tolist(), "difficulty": self.difficulty.tolist(), "updates_done": self.updates_done,
+                "schedule_log": list(self.schedule_log)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.k = torch.tensor(state["k"], dtype=self.k.dtype)
+        self.difficulty = torch.tensor(state["difficulty"], dtype=self.difficulty.dtype)
+        self.updates_done = int(state["updates_done"])
+        self.schedule_log = list(state["schedule_log"])
 
     def run_info(self) -> dict:
         return {"kpod": {"kept_fraction": round(sum(self.kept) / max(len(self.kept), 1), 4),

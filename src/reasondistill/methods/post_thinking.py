@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from ..options import opt
 from ..tasks import Example
-from .base import ANSWER, EOS, PROMPT, RATIONALE, Feature, Method, format_question, span_losses
+from ..loss import Targets
+from .base import ANSWER, EOS, PROMPT, RATIONALE, Feature, Method, format_question, token_weights
 
 
 class PostThinking(Method):
     name = "post_thinking"
     answer_first = True
+    token_layout = "post_thinking"
     class Options(Method.Options):
         answer_weight: float = opt(1.0, "weight of the answer tokens' cross-entropy", ge=0)
         rationale_weight: float = opt(0.5, "weight of the rationale tokens' cross-entropy (after the answer)", ge=0)
@@ -35,12 +37,7 @@ class PostThinking(Method):
             *rationale, (EOS, RATIONALE)])
         return [Feature(ids, spans)]
 
-    def ntp_losses(self, logits, batch) -> dict:
-        parts = span_losses(logits, batch)
-        zero = logits.sum() * 0.0
-        ce_answer, ce_rationale = parts.get(ANSWER, zero), parts.get(RATIONALE, zero)
-        return {"loss": self.answer_weight * ce_answer + self.rationale_weight * ce_rationale,
-                "ce_answer": ce_answer, "ce_rationale": ce_rationale}
-
-    def loss(self, model, batch):
-        return self.ntp_losses(self.run_model(model, batch).logits, batch)
+    def targets(self, batch):
+        """``w_y·CE(answer) + w_r·CE(rationale)``, each span's mean over the step's tokens of it."""
+        return Targets({"answer": token_weights(batch, ANSWER), "rationale": token_weights(batch, RATIONALE)},
+                       {"answer": float(self.answer_weight), "rationale": float(self.rationale_weight)})

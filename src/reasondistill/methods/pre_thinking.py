@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from ..tasks import Example, extract_answer
 from ..layout import THINK_CLOSE, THINK_OPEN
-from .base import ANSWER, EOS, PROMPT, RATIONALE, Feature, Method, format_question, span_losses
+from .base import ANSWER, EOS, PROMPT, RATIONALE, Feature, Method, format_question
 
 ANSWER_MARKER = "\nAnswer:"
 
 
 class PreThinking(Method):
     name = "pre_thinking"
+    token_layout = "pre_thinking"  # one next-token loss over rationale and answer: the default targets
     def prompt(self, example: Example) -> str:
         return self.layout.prompt(format_question(example), "" if self.layout.think else "Rationale:")
 
@@ -26,14 +27,6 @@ class PreThinking(Method):
                       (f" {example.answer}", ANSWER)]
         ids, spans = self.encode(tokenizer, [(self.prompt(example), PROMPT), *target, (EOS, ANSWER)])
         return [Feature(ids, spans)]
-
-    def loss(self, model, batch):
-        logits = self.run_model(model, batch).logits
-        parts = span_losses(logits, batch)
-        # One NTP loss over the whole target: weigh each span by its share of target tokens.
-        n = {code: (batch["spans"][:, 1:] == code).sum() for code in parts}
-        total = sum(parts[c] * n[c] for c in parts) / sum(n.values())
-        return {"loss": total, **{f"ce_{'answer' if c == ANSWER else 'rationale'}": v for c, v in parts.items()}}
 
     def parse(self, text: str, example: Example):
         if self.layout.think:

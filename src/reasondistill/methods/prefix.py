@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from ..options import opt
 from ..tasks import Example
-from .base import ANSWER, EOS, PROMPT, RATIONALE, Feature, Method, format_question, span_losses
+from ..loss import Targets
+from .base import ANSWER, EOS, PROMPT, RATIONALE, Feature, Method, format_question, token_weights
 
 
 class Prefix(Method):
     name = "prefix"
+    token_layout = "prefix"
+    batch_examples_together = True  # both tasks in every step, whatever length grouping does
     class Options(Method.Options):
         rationale_weight: float = opt(1.0, "weight of the [rationale] task's loss beside the [answer] task", ge=0)
 
@@ -30,10 +33,7 @@ class Prefix(Method):
             (rationale, RATIONALE), (EOS, RATIONALE)])
         return [Feature(answer_ids, answer_spans), Feature(rationale_ids, rationale_spans)]
 
-    def loss(self, model, batch):
-        logits = self.run_model(model, batch).logits
-        parts = span_losses(logits, batch)
-        zero = logits.sum() * 0.0
-        ce_answer, ce_rationale = parts.get(ANSWER, zero), parts.get(RATIONALE, zero)
-        return {"loss": ce_answer + self.rationale_weight * ce_rationale,
-                "ce_answer": ce_answer, "ce_rationale": ce_rationale}
+    def targets(self, batch):
+        """The two tasks' mean losses, each over its own tokens of the step."""
+        return Targets({"answer": token_weights(batch, ANSWER), "rationale": token_weights(batch, RATIONALE)},
+                       {"answer": 1.0, "rationale": float(self.rationale_weight)})

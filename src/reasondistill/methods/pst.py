@@ -48,8 +48,12 @@ class Projection(nn.Module):
             last = (span_mask * positions).argmax(dim=1)
             return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
         scores = (hidden @ self.query) / hidden.size(-1) ** 0.5
+        # A row whose rationale was cut off entirely attends to nothing (zeros, not NaN); the loss
+        # leaves such rows out (``targets``).
         scores = scores.masked_fill(span_mask == 0, float("-inf"))
-        return (scores.softmax(dim=1).unsqueeze(-1) * hidden).sum(dim=1)
+        empty = span_mask.sum(dim=1, keepdim=True) == 0
+        weights = scores.masked_fill(empty, 0.0).softmax(dim=1).masked_fill(empty, 0.0)
+        return (weights.unsqueeze(-1) * hidden).sum(dim=1)
 
     def forward(self, hidden: torch.Tensor, span_mask: torch.Tensor) -> torch.Tensor:
         return self.net(self.pool(hidden, span_mask).to(self.net[0].weight.dtype))
@@ -58,6 +62,7 @@ class Projection(nn.Module):
 class PostSemanticThinking(PostThinking):
     name = "pst"
     answer_first = True
+    token_layout = "post_thinking"  # PT's token sequences: stored teacher logits of PT serve PST
     class Options(PostThinking.Options):
         rationale_weight: float = opt(0.1, "weight of the rationale tokens' cross-entropy (small: paraphrases "
                                       "of the right reasoning cost little)", ge=0)
@@ -77,7 +82,7 @@ class PostSemanticThinking(PostThinking):
         if self.alignment not in ("cosine", "infonce"):
             raise UserError(f"pst: alignment must be 'cosine' or 'infonce', not '{self.alignment}'")
         self.projection: Projection | None = None
-        self.targets: torch.Tensor | None = None
+        self.embeddings: torch.Tensor | None = None  # E(r) per distinct rationale
         self.index: dict[str, int] = {}
 
     def prepare(self, examples: list[Example], tokenizer, model) -> None:
@@ -88,8 +93,8 @@ class PostSemanticThinking(PostThinking):
         else:
             from ..models.encoder import SemanticEncoder
             targets = SemanticEncoder(self.encoder).encode(rationales)
-        self.targets = F.normalize(targets.float(), dim=-1)
-        self.projection = Projection(model.config.hidden_size, self.targets.size(1), self.pooling == "attention")
+        self.embeddings = F.normalize(targets.float(), dim=-1)
+        self.projection = Projection(model.config.hidden_size, self.embeddings.size(1), self.pooling == "attention")
 
     def modules(self) -> dict[str, nn.Module]:
         return {"projection": self.projection} if self.projection is not None else {}
@@ -99,20 +104,28 @@ class PostSemanticThinking(PostThinking):
         feature.extras["target_index"] = self.index[example.rationale.strip()]
         return [feature]
 
+    def targets(self, batch):
+        """PT's two span losses, plus the alignment per sequence that has a rationale token."""
+        targets = super().targets(batch)
+        targets.sequences["align"] = ((batch["spans"] == RATIONALE).sum(1) > 0).float()
+        targets.sequence_coefs["align"] = float(self.semantic_weight)
+        return targets
+
     def loss(self, model, batch):
-        out = self.run_model(model, batch, output_hidden_states=True)
-        losses = self.ntp_losses(out.logits, batch)
+        out = self.forward_hidden(model, batch)  # the LM head's input is the space PST pools
         span_mask = (batch["spans"] == RATIONALE).long()
-        predicted = F.normalize(self.projection(out.hidden_states[-1], span_mask).float(), dim=-1)
-        targets = self.targets.to(predicted.device)[batch["target_index"]]
+        predicted = F.normalize(self.projection(out.hidden, span_mask).float(), dim=-1)
+        index = batch["target_index"]
+        targets = self.embeddings.to(predicted.device)[index]
         if self.alignment == "cosine":
-            align = (1 - (predicted * targets).sum(-1)).mean()
-        else:
+            align = 1 - (predicted * targets).sum(-1)
+        else:  # the batch's other rationales are negatives; a copy of one's own rationale is not
             logits = predicted @ targets.T / self.temperature
-            align = F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
-        losses["loss"] = losses["loss"] + self.semantic_weight * align
-        losses["align"] = align
-        return losses
+            twins = (index[:, None] == index[None, :]) & ~torch.eye(len(index), dtype=torch.bool, device=index.device)
+            logits = logits.masked_fill(twins, float("-inf"))
+            align = F.cross_entropy(logits, torch.arange(len(logits), device=logits.device), reduction="none")
+        out.sequences["align"] = align
+        return out
 
 
 @torch.no_grad()

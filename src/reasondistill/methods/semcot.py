@@ -58,7 +58,8 @@ from torch import nn
 from ..errors import UserError
 from ..options import opt
 from ..tasks import Example, extract_answer
-from .base import ANSWER, Feature, format_question, newline_token_ids, span_losses
+from ..loss import Targets
+from .base import ANSWER, Feature, format_question, newline_token_ids, token_weights
 from .softcot import SoftThoughtMethod, count_params
 
 
@@ -68,13 +69,14 @@ def condensed(example: Example) -> str:
     return given or re.split(r"(?<=[.!?])\s+", example.rationale.strip())[-1]
 
 
-def info_nce(a: torch.Tensor, b: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:
+def info_nce(a: torch.Tensor, b: torch.Tensor, keys: torch.Tensor, temperature: float,
+             reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of picking each row of ``a``'s own partner among the rows of ``b``. Rows with
     the same key (the same text twice in a batch) are not negatives of each other."""
     logits = a @ b.T / temperature
     twins = (keys[:, None] == keys[None, :]) & ~torch.eye(len(keys), dtype=torch.bool, device=keys.device)
     logits = logits.masked_fill(twins, float("-inf"))
-    return F.cross_entropy(logits, torch.arange(len(keys), device=logits.device))
+    return F.cross_entropy(logits, torch.arange(len(keys), device=logits.device), reduction=reduction)
 
 
 class Judge(nn.Module):
@@ -176,7 +178,7 @@ class SemCoT(SoftThoughtMethod):
         if self.alignment not in ("infonce", "cosine"):
             raise UserError(f"semcot: alignment must be 'infonce' or 'cosine', not '{self.alignment}'")
         self.judge: Judge | None = None
-        self.targets: torch.Tensor | None = None
+        self.rationale_targets: torch.Tensor | None = None  # the judge's embedding of each rationale
         self.target_index: dict[str, int] = {}
         self.judge_info: dict = {}
         self.generator_stage = self.bridge_fraction == 0
@@ -228,10 +230,10 @@ class SemCoT(SoftThoughtMethod):
                                           lr=float(self.judge_lr), batch_size=self.judge_batch_size,
                                           temperature=self.temperature)
         with torch.no_grad():
-            self.targets = torch.cat([self.judge(*encode(rationales[i:i + 64])) for i in range(0, len(rationales), 64)])
+            self.rationale_targets = torch.cat([self.judge(*encode(rationales[i:i + 64])) for i in range(0, len(rationales), 64)])
             distinct = sorted(short_ids, key=short_ids.get)
             condensed_emb = torch.cat([self.judge(*encode(distinct[i:i + 64])) for i in range(0, len(distinct), 64)])
-            own = (self.targets @ condensed_emb.T).argmax(1).cpu() == keys
+            own = (self.rationale_targets @ condensed_emb.T).argmax(1).cpu() == keys
         self.judge_info.update(judge_start=start, judge_layers=len(self.judge.upper.layers),
                                judge_pair_accuracy=round(float(own.float().mean()), 4))
         self.frozen_params += count_params(self.judge)
@@ -260,25 +262,32 @@ class SemCoT(SoftThoughtMethod):
         return features
 
     def alignment_loss(self, vectors: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(align, mean cosine): the judge's reading of the implicit vectors against the cached
-        judge embedding of each example's rationale."""
+        """(align per sequence, cosine per sequence): the judge's reading of the implicit vectors
+        against the cached judge embedding of each example's rationale."""
         if next(self.judge.parameters()).device != vectors.device:
             self.judge.to(vectors.device)  # a frozen training device: the trainer does not move it
         mask = torch.ones(vectors.shape[:2], dtype=torch.long, device=vectors.device)
         implicit = self.judge(vectors, mask)
-        targets = self.targets.to(implicit.device)[index]
-        cosine = (implicit * targets).sum(-1).mean()
+        targets = self.rationale_targets.to(implicit.device)[index]
+        cosine = (implicit * targets).sum(-1)
         if self.alignment == "infonce":
-            return info_nce(implicit, targets, index, self.temperature), cosine
+            return info_nce(implicit, targets, index, self.temperature, reduction="none"), cosine
         return 1 - cosine, cosine
+
+    def targets(self, batch):
+        """``α·align + (1 − α)·CE(answer)``: the answer's tokens, and the alignment per sequence."""
+        answer = {"answer": token_weights(batch, ANSWER)}
+        if self.main_stage:
+            return Targets(answer, {"answer": 1.0})
+        return Targets(answer, {"answer": 1 - float(self.alpha)},
+                       {"align": torch.ones(batch["input_ids"].size(0))}, {"align": float(self.alpha)})
 
     def loss(self, model, batch):
         if self.main_stage:
-            ce = span_losses(self.run_model(model, batch).logits, batch)[ANSWER]
-            return {"loss": ce, "ce_answer": ce}
+            return self.forward_hidden(model, batch)
         vectors = self.batch_thoughts(batch)
-        out = self.run_model(model, {**batch, "vectors": vectors})
-        ce = span_losses(out.logits, batch)[ANSWER]
+        out = self.forward_hidden(model, {**batch, "vectors": vectors})
         align, cosine = self.alignment_loss(vectors, batch["target_index"])
-        return {"loss": self.alpha * align + (1 - self.alpha) * ce, "ce_answer": ce, "align": align,
-                "cosine": cosine, "generator_stage": torch.tensor(float(self.generator_stage))}
+        out.sequences["align"] = align
+        out.logs.update(cosine=cosine.detach().mean(), generator_stage=torch.tensor(float(self.generator_stage)))
+        return out

@@ -141,7 +141,7 @@ class SoftThoughtMethod(Method):
     """
 
     second_role: ClassVar[str] = "assistant"  # the second model's name in messages and references
-    supports_kd = False  # the main model reads spliced embeddings, not input_ids: token KD does not apply
+    token_layout = None  # the main model reads spliced embeddings, not input_ids: token KD does not apply
     chat_layout = False  # the main prompt has thought slots inside it: plain text only
     trains_second: ClassVar[bool] = False     # semcot's generator trains; softcot's assistant does not
     layout_options: ClassVar[tuple[str, ...]] = ()  # options that shape the main prompt (checked across stages)
@@ -339,14 +339,14 @@ class SoftThoughtMethod(Method):
         """Only what trained, plus references to the frozen models (never a copy of them)."""
         if self.main_stage:
             return super().save(out_dir, model, tokenizer)
-        from ..training import save_method_modules
+        from .modules_file import save_method_modules
         save_method_modules(self, Path(out_dir))
         atomic_write_json(Path(out_dir) / REFS_FILE, self.refs)
 
     def load(self, out_dir, device) -> tuple[Any, Any]:
         if self.main_stage:
             return super().load(out_dir, device)
-        from ..training import load_method_modules
+        from .modules_file import load_method_modules
         path = Path(out_dir) / REFS_FILE
         if not path.exists():
             raise UserError(f"no {REFS_FILE}: not a {self.name} run folder", path=str(out_dir))
@@ -393,5 +393,5 @@ class SoftCoT(SoftThoughtMethod):
         return [(f" {example.rationale.strip()}", RATIONALE), (ANSWER_MARKER, ANSWER),
                 (f" {example.answer}", ANSWER), ("<eos>", ANSWER)]
 
-    loss = PreThinking.loss    # one next-token loss over rationale and answer
+    # loss: the default, one next-token loss over rationale and answer (pre_thinking's)
     parse = PreThinking.parse  # the answer follows the rationale's answer line

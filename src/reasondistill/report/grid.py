@@ -30,6 +30,7 @@ from .. import api
 from ..commands import TrainConfig
 from ..errors import UserError
 from ..io import atomic_write_json, read_json
+from ..kd import KDConfig
 from ..methods import METHODS, get_method
 from ..options import build
 from ..runfolder import CELL_FILE, METRICS_FILE, check_name, is_finished, result_row, task_slug
@@ -103,7 +104,9 @@ def _method_entry(entry: Any, method_options: dict) -> dict:
         raise UserError(f"compare config: unknown method '{method}'; valid: {', '.join(METHODS)}")
     options = {**dict(method_options.get(method) or {}), **(dict(method_options.get(name) or {}) if name != method
                                                             else {}), **dict(entry.get("options") or {})}
-    get_method(method, **options)
+    kd = {k: v for k, v in options.items() if k in KDConfig.keys()}  # the trainer's KD options, allowed here
+    get_method(method, **{k: v for k, v in options.items() if k not in kd})
+    KDConfig.from_options(kd)
     training = dict(entry.get("training") or {})
     check_training(training, f"compare config: '{name}' training")
     student = entry.get("student")

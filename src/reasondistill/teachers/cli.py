@@ -106,7 +106,8 @@ def run_teach(o: TeachOptions) -> dict[str, Any]:
     values["data"] = with_style(str(o.data), o.style, o.trace_tokens)  # synthetic/NAME:long=TOKENS
     summary = collect(**values)
     if o.save_logits and summary["stats"]["total"]["kept"]:
-        from ..kd import logits_path, save_teacher_logits
+        from ..kd import logits_path
+        from ..training.teacher_logits import save_teacher_logits
         summary["logits"] = save_teacher_logits(o.teacher.removeprefix("hf:"), summary["out"],
                                                 logits_path(summary["out"]), k=int(o.save_logits),
                                                 progress=o.progress)

@@ -13,7 +13,7 @@ from reasondistill import api
 from reasondistill.errors import UserError
 from reasondistill.layout import THINK_OPEN, resolve_layout
 from reasondistill.methods import CORE_METHODS, METHODS, PROMPT, format_question, get_method
-from reasondistill.methods.base import generate
+from reasondistill.generation import Row, decode
 from reasondistill.models import load_student, load_tokenizer, prepare_tokenizer
 from reasondistill.serving import create_app
 from reasondistill.tasks import generate as generate_task
@@ -151,8 +151,8 @@ def test_newline_free_tokenizer_still_stops_after_the_answer(folders, tmp_path):
     preds = method.answer(model, tok, examples, max_new_tokens=64, explain=False)
     early = [p for p in preds if p.tokens_to_answer < 16]
     assert len(early) >= 6 and all(p.answer in ("yes", "no") for p in early)
-    [(text, n, _)] = generate(model, tok, [method.prompt(examples[0])], max_new_tokens=64)
-    assert n == 64  # without the stop string it runs on
+    [row] = decode(model, tok, [Row(method.encode_prompt(examples[0], tok), 64)])
+    assert len(row.generated) == 64  # without the stop string it runs on
 
 
 # ----- 4. the matrix -----------------------------------------------------------------------------

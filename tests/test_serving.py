@@ -120,7 +120,7 @@ def test_64_concurrent_clients(served):
     assert len(results) == 64
     assert all(text.strip() for kind, text in results if kind != "stream")
     assert app.state.student.counters["errors"] == errors_before
-    assert app.state.student.batcher.largest_batch > 1, "concurrent requests should be batched"
+    assert app.state.student.scheduler.stats["largest_batch"] > 1, "concurrent requests should be batched"
 
 
 def test_answer_only_stops_right_after_the_answer(served):

@@ -199,7 +199,7 @@ def test_hf_teacher_batches_a_local_model(tmp_path):
     s = teach("synthetic/coin_flip", teacher, tmp_path / "r.jsonl", n=8, max_tokens=6, concurrency=4,
               keep="all", progress=False)
     assert teacher.requests == s["calls"]["new"] <= 16 and s["stats"]["total"]["asked"] == 8
-    assert teacher.batcher.largest_batch >= 2, "concurrent calls should share a generate() batch"
+    assert teacher.scheduler.stats["largest_batch"] >= 2, "concurrent calls should share a generate() batch"
     again = teach("synthetic/coin_flip", teacher, tmp_path / "r.jsonl", n=8, max_tokens=6, concurrency=4,
                   keep="all", progress=False)
     assert again["calls"]["new"] == 0 and again["stats"] == s["stats"]

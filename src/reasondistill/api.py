@@ -164,29 +164,71 @@ def load_run(model_dir: str | Path):
     return method, model, tokenizer, record
 
 
+def think_budgets(value) -> list[int | None]:
+    """Thinking budgets from an int, None, ``"none"``, a list, or text like ``"0,64,256,none"``."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",") if isinstance(value, str) else [value]
+    budgets: list[int | None] = []
+    for item in items:
+        text = str(item).strip().lower()
+        if item is None or text in ("none", "unlimited", "null", ""):
+            budgets.append(None)
+        elif text.isdigit():
+            budgets.append(int(text))
+        else:
+            raise UserError(f"--think-budget takes whole numbers >= 0 or 'none', comma-separated; got '{item}'")
+    return budgets
+
+
+def budget_name(budget: int | None) -> str:
+    return "budget-none" if budget is None else f"budget-{budget}"
+
+
 @takes(EvalOptions, positional=EVAL_ARGS)
 def evaluate(*args: Any, **kwargs: Any) -> dict:
     """Evaluate the run folder ``model`` on ``data``; metrics.json goes to ``out`` (default: ``model``).
-    For a file, ``seed`` and ``test_fraction`` pick the split: pass the ones training used."""
+    For a file, ``seed`` and ``test_fraction`` pick the split: pass the ones training used.
+
+    ``think_budget`` (think-first students) forces the answer after that many thinking tokens. Several
+    budgets (``"0,64,none"``) make a sweep: each budget's metrics.json and predictions.jsonl go to
+    ``out/budgets/budget-N/``, and the top-level metrics.json is the last budget's with a ``budgets``
+    list holding one row per budget (accuracy and time to answer)."""
     return run_evaluate(build(EvalOptions, [("keyword:evaluate", call_values("evaluate", EVAL_ARGS, args, kwargs))]))
 
 
 def run_evaluate(o: EvalOptions) -> dict:
-    """``evaluate`` from checked options; the run folder and the output folder are checked first."""
+    """``evaluate`` from checked options; the run folder, the budgets and the output folder are checked first."""
     out = Path(o.out or o.model)
-    read_record(o.model)
+    saved = read_record(o.model)
+    budgets = think_budgets(o.think_budget)
+    if budgets != [None]:  # refuse a budget before loading anything
+        checker = get_method(saved["method"], **saved.get("method_options", {}))
+        for b in budgets:
+            checker.check_budget(b)
     check_writable_dir(out)
     method, student, tokenizer, record = load_run(o.model)
     examples = load_task(o.data, o.split, n=o.n, seed=o.seed, test_fraction=o.test_fraction, format=o.format)
-    metrics = evaluate_predictions(method, student, tokenizer, examples, out_dir=out, batch_size=o.batch_size,
-                                   max_new_tokens=o.max_new_tokens or record["max_new_tokens"], explain=o.explain,
-                                   similarity=o.similarity and o.explain,
-                                   similarity_encoder=o.similarity_encoder, progress=o.progress)
-    metrics.update({"data": o.data, "split": o.split, "seed": o.seed, "test_fraction": o.test_fraction,
-                    "n_requested": o.n})
-    metrics.update({k: record[k] for k in ("trainable_params", "frozen_params") if k in record})
+    rows = []
+    for b in budgets:
+        where = out if len(budgets) == 1 else out / "budgets" / budget_name(b)
+        metrics = evaluate_predictions(method, student, tokenizer, examples, out_dir=where, batch_size=o.batch_size,
+                                       max_new_tokens=o.max_new_tokens or record["max_new_tokens"], explain=o.explain,
+                                       similarity=o.similarity and o.explain,
+                                       similarity_encoder=o.similarity_encoder, progress=o.progress, think_budget=b)
+        metrics.update({"data": o.data, "split": o.split, "seed": o.seed, "test_fraction": o.test_fraction,
+                        "n_requested": o.n, "think_budget": b})
+        metrics.update({k: record[k] for k in ("trainable_params", "frozen_params") if k in record})
+        if len(budgets) > 1:
+            atomic_write_json(where / METRICS_FILE, metrics)
+        rows.append(metrics)
+    metrics = dict(rows[-1])
+    if len(budgets) > 1:
+        metrics["budgets"] = [{k: r.get(k) for k in BUDGET_KEYS} for r in rows]
     atomic_write_json(out / METRICS_FILE, metrics)
     return metrics
+
+
+BUDGET_KEYS = ("think_budget", "accuracy", "answered", "tokens_to_answer", "ms_to_answer", "tokens_total", "ms_total",
+               "forced_answer_fraction")
 
 
 # ----- demo --------------------------------------------------------------------------------------

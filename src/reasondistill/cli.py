@@ -47,6 +47,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise UserError("eval needs --model (or 'model:' in --config), or --server")
     from . import api
     metrics = api.run_evaluate(options)
+    if "budgets" in metrics:  # a sweep: one line per budget
+        print(json.dumps(metrics["budgets"], indent=2))
+        return
     # The core columns (answered beside accuracy, consistency beside its denominator), then whatever
     # the method adds (adaptive's routing, softcot's parameter counts).
     core = ("method", "n", "accuracy", "answered", "tokens_to_answer", "ms_to_answer", "tokens_total", "ms_total",

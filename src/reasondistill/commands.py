@@ -133,6 +133,8 @@ class EvalOptions(Options):
     similarity: bool = opt(True, "score the rationale's similarity to the reference (needs --explain)")
     similarity_encoder: str | None = opt(None, "sentence encoder for rationale_similarity (default: ROUGE-L F1, "
                                          "which no student is trained to match)")
+    think_budget: int | str | None = opt(None, "think-first methods: force the answer after N thinking tokens; several "
+                                   "(0,64,256,1024,none) sweep, one metrics row each")
     progress: bool = opt(True, "progress bars")
 
 

@@ -115,9 +115,11 @@ def rationale_similarity(examples: list[Example], predictions: list[Prediction],
 
 def evaluate(method: Method, model, tokenizer, examples: list[Example], *, out_dir: str | Path | None = None,
              batch_size: int = 32, max_new_tokens: int = 128, explain: bool = True,
-             similarity: bool = False, similarity_encoder: str | None = None, progress: bool = True) -> dict:
+             similarity: bool = False, similarity_encoder: str | None = None, progress: bool = True,
+             think_budget: int | None = None) -> dict:
     """Answer every example, score, and (with ``out_dir``) write metrics.json and predictions.jsonl.
-    ``similarity`` adds ``rationale_similarity`` (ROUGE-L F1, or cosine in ``similarity_encoder``)."""
+    ``similarity`` adds ``rationale_similarity`` (ROUGE-L F1, or cosine in ``similarity_encoder``);
+    ``think_budget`` forces a think-first student's answer after that many thinking tokens."""
     if examples:  # warm-up: the first generate call pays one-off costs that are no method's fault
         method.answer(model, tokenizer, examples[:1], batch_size=1, max_new_tokens=2, explain=False)
     predictions: list[Prediction] = []
@@ -125,8 +127,10 @@ def evaluate(method: Method, model, tokenizer, examples: list[Example], *, out_d
     for start in tqdm(range(0, len(examples), chunk), desc=f"eval {method.name}", disable=not progress,
                       dynamic_ncols=True):
         predictions += method.answer(model, tokenizer, examples[start:start + chunk], batch_size=batch_size,
-                                     max_new_tokens=max_new_tokens, explain=explain)
+                                     max_new_tokens=max_new_tokens, explain=explain, think_budget=think_budget)
     metrics = score(method, examples, predictions)
+    if think_budget is not None:
+        metrics["think_budget"] = think_budget
     if similarity:
         value, measure = rationale_similarity(examples, predictions, similarity_encoder)
         metrics["rationale_similarity"], metrics["rationale_similarity_measure"] = value, measure

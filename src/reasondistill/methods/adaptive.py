@@ -36,7 +36,7 @@ from ..errors import UserError
 from ..io import atomic_write_json
 from ..options import opt
 from ..tasks import Example, is_correct
-from .base import ANSWER, RATIONALE, Feature, Method, Prediction, format_question
+from .base import ANSWER, RATIONALE, Feature, Method, Prediction, Row, format_question
 from .post_thinking import PostThinking
 from .pre_thinking import PreThinking
 from .pst import student_embeddings
@@ -206,21 +206,32 @@ class Adaptive(Method):
             think = (torch.sigmoid(self.perception(vectors.to(device))) > self.think_threshold).tolist()
         return think, (time.perf_counter() - started) / max(len(examples), 1)
 
-    def answer(self, model, tokenizer, examples: list[Example], *, batch_size: int = 32,
-               max_new_tokens: int = 128, explain: bool = True) -> list[Prediction]:
+    def thinks_first(self) -> bool:
+        return self.mode != "answer_first"  # the think-first route takes a thinking budget
+
+    def rows(self, model, tokenizer, examples: list[Example], *, max_new_tokens: int, explain: bool = True,
+             think_budget: int | None = None, batch_size: int = 32) -> list[Row]:
+        """Route each question, then its mode's rows (a budget applies to the think-first route). The
+        routing pass counts in every question's time to answer."""
+        self.check_budget(think_budget)
         think, route_secs = self.route(model, tokenizer, examples)
-        preds: list[Prediction | None] = [None] * len(examples)
-        for flag, method, mode in ((False, self.fast, "answer_first"), (True, self.slow, "think_first")):
-            idx = [i for i, t in enumerate(think) if t == flag]
-            if not idx:
-                continue
-            out = method.answer(model, tokenizer, [examples[i] for i in idx], batch_size=batch_size,
-                                max_new_tokens=max_new_tokens, explain=explain)
-            for i, p in zip(idx, out):
-                p.seconds_to_answer += route_secs
-                p.seconds_total += route_secs
-                p.extras.update(mode=mode, answer_first=not flag, think_first=flag)
-                preds[i] = p
+        rows = []
+        for ex, flag in zip(examples, think):
+            mode = self.slow if flag else self.fast
+            [row] = mode.rows(model, tokenizer, [ex], max_new_tokens=max_new_tokens, explain=explain,
+                              think_budget=think_budget if flag else None)
+            row.seconds = route_secs
+            row.meta["think_first"] = flag
+            rows.append(row)
+        return rows
+
+    def predictions(self, rows: list[Row], examples: list[Example]) -> list[Prediction]:
+        preds = []
+        for row, ex in zip(rows, examples):
+            flag = bool(row.meta.get("think_first"))
+            [p] = (self.slow if flag else self.fast).predictions([row], [ex])
+            p.extras.update(mode="think_first" if flag else "answer_first", answer_first=not flag, think_first=flag)
+            preds.append(p)
         return preds
 
 

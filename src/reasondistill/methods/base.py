@@ -17,7 +17,6 @@ Span codes tag every token of a training sequence: ``PROMPT`` tokens are read bu
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -25,7 +24,8 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..layout import EOS, Layout, newline_token_ids
+from ..generation import Row, StopRule, decode, decoded_form
+from ..layout import EOS, THINK_CLOSE, Layout, newline_token_ids  # noqa: F401 (re-exported)
 from ..loss import StudentOutput, Targets, lm_head
 from ..options import MethodOptions, method_option_values
 from ..tasks import Example, extract_answer
@@ -213,110 +213,79 @@ class Method:
         head = lm_head(model)
         return StudentOutput(head.body(**self.forward_inputs(model, batch)), head)
 
-    # ----- inference --------------------------------------------------------------------------
+    # ----- inference (generation.py decodes) ---------------------------------------------------
+    answer_marker: ClassVar[str | None] = None  # think-first: the text that opens the answer line
+
     def prompt(self, example: Example) -> str:
         raise NotImplementedError
+
+    def encode_prompt(self, example: Example, tokenizer) -> list[int]:
+        """The prompt's token ids, tokenised as in training (no special tokens added)."""
+        return tokenizer(self.prompt(example), add_special_tokens=False).input_ids
 
     def parse(self, text: str, example: Example) -> tuple[str | None, str | None]:
         """(answer, rationale) from the generated text. Default: the whole text is the answer."""
         return extract_answer(text, example.answer_type, example.choices), None
 
-    def answer(self, model, tokenizer, examples: list[Example], *, batch_size: int = 32,
-               max_new_tokens: int = 128, explain: bool = True) -> list[Prediction]:
-        """Greedy answers. Answer-first methods stop at the end of the answer line; with ``explain``
-        they then continue to the rationale, timed separately (time to the end)."""
-        prompts = [self.prompt(ex) for ex in examples]
-        ends = self.layout.end_ids(tokenizer)
+    def thinks_first(self) -> bool:
+        """Whether the student writes a rationale before its answer (a thinking budget applies)."""
+        return self.answer_marker is not None
+
+    def row_rules(self, tokenizer, *, explain: bool = True, think_budget: int | None = None) -> dict[str, Any]:
+        """The stop rules of this method's rows (``generation.Row`` fields), in its layout: every row
+        ends at the layout's end tokens (eos, a chat template's end of turn); answer-first students end
+        their answer at the end of its line; think-first ones after the answer marker (``Answer:``, or
+        the closing think tag), which budget forcing writes after ``think_budget`` thinking tokens."""
+        rules: dict[str, Any] = {"end_ids": frozenset(self.layout.end_ids(tokenizer))}
         if self.answer_first:
-            line_ids, line_strings = self.layout.answer_stops(tokenizer)
-            first = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                             stop_ids=line_ids, stop_strings=line_strings, end_ids=ends)
-            rest = None
-            if explain:
-                rest = generate(model, tokenizer, [p + t for p, (t, _, _) in zip(prompts, first)],
-                                max_new_tokens=max_new_tokens, batch_size=batch_size, end_ids=ends)
-            preds = []
-            for i, ex in enumerate(examples):
-                text, n, secs = first[i]
-                line = text
-                for marker in line_strings:  # the fallback stop: the answer ends where the marker starts
-                    line = line.split(marker, 1)[0]
-                answer = extract_answer(line.strip(), ex.answer_type, ex.choices)
-                more_text, more_n, more_secs = rest[i] if rest else ("", 0, 0.0)
-                rationale = self.layout.rationale_text(more_text)
-                preds.append(Prediction(answer, text + more_text, rationale or None, n, n + more_n, secs, secs + more_secs))
-            return preds
-        out = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, end_ids=ends)
+            ids, strings = self.layout.answer_stops(tokenizer)
+            rules.update(answer_end=StopRule(frozenset(ids), ("\n", *strings)), explain=explain)
+        elif self.answer_marker is not None:
+            if self.layout.think:  # the answer follows the think block and ends with the turn
+                marker, forced, end = THINK_CLOSE, f"\n{THINK_CLOSE}\n\n", StopRule()
+            else:
+                marker, forced = decoded_form(tokenizer, self.answer_marker).strip(), self.answer_marker
+                end = StopRule(frozenset(newline_token_ids(tokenizer)), ("\n",))
+            rules.update(answer_end=end, think_budget=think_budget, marker=marker,
+                         marker_ids=tokenizer(forced, add_special_tokens=False).input_ids)
+        return rules
+
+    def check_budget(self, think_budget: int | None) -> None:
+        if think_budget is not None and not self.thinks_first():
+            raise UserError(f"a thinking budget applies to think-first methods (pre_thinking, kpod, adaptive, "
+                            f"softcot), not {self.name}, which answers without thinking first")
+        if think_budget is not None and (isinstance(think_budget, bool) or not isinstance(think_budget, int)
+                                         or think_budget < 0):
+            raise UserError(f"the thinking budget must be a whole number >= 0 (or none), not {think_budget!r}")
+
+    def rows(self, model, tokenizer, examples: list[Example], *, max_new_tokens: int, explain: bool = True,
+             think_budget: int | None = None, batch_size: int = 32) -> list[Row]:
+        """What to decode for each question: its prompt and this method's stop rules. ``answer`` decodes
+        these in one go; ``serve`` decodes them in its scheduler, interleaved with other requests."""
+        self.check_budget(think_budget)
+        rules = self.row_rules(tokenizer, explain=explain, think_budget=think_budget)
+        return [Row(self.encode_prompt(ex, tokenizer), max_new_tokens, **rules) for ex in examples]
+
+    def predictions(self, rows: list[Row], examples: list[Example]) -> list[Prediction]:
+        """Decoded rows to predictions: the answer parsed by this method's rules, with its cost."""
         preds = []
-        for ex, (text, n, secs) in zip(examples, out):
-            answer, rationale = self.parse(text, ex)
-            preds.append(Prediction(answer, text, rationale, n, n, secs, secs))
+        for row, ex in zip(rows, examples):
+            text = row.text
+            if self.answer_first:
+                answer = extract_answer(row.answer_text.strip(), ex.answer_type, ex.choices)
+                rationale = self.layout.rationale_text(row.rest_text)
+            else:
+                answer, rationale = self.parse(text, ex)
+            preds.append(Prediction(answer, text, rationale or None, row.answer_tokens or 0, len(row.generated),
+                                    row.seconds_to_answer, row.seconds,
+                                    extras={"forced_answer": row.forced > 0} if row.think_budget is not None else {}))
         return preds
 
-
-class _StopOnText:
-    """Stopping criterion for a tokenizer that cannot write the stop token itself: a row is done
-    once its decoded new text contains one of ``strings``."""
-
-    def __init__(self, tokenizer, strings: list[str], start: int) -> None:
-        self.tokenizer, self.strings, self.start = tokenizer, strings, start
-
-    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        texts = self.tokenizer.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
-        return torch.tensor([any(s in t for s in self.strings) for t in texts], device=input_ids.device)
-
-
-def _stop_at_text(tokenizer, seq: list[int], strings: list[str]) -> int | None:
-    """New tokens up to and including the one that completes a stop string (None: not reached)."""
-    for j in range(1, len(seq) + 1):
-        if any(s in tokenizer.decode(seq[:j], skip_special_tokens=True) for s in strings):
-            return j
-    return None
-
-
-@torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int = 32,
-             stop_ids: list[int] | None = None, stop_strings: list[str] | None = None,
-             end_ids: list[int] | None = None) -> list[tuple[str, int, float]]:
-    """Batched greedy decoding with the KV cache. Returns per prompt (text, new tokens up to and
-    including the stop token, seconds): the seconds are the batch's wall time divided evenly.
-    ``end_ids`` (eos, a chat template's end of turn) stop and are left out of the text; ``stop_ids``
-    stop and stay; ``stop_strings`` stop once the decoded text contains them."""
-    from transformers import StoppingCriteriaList
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    ends = set([tokenizer.eos_token_id, *(end_ids or [])])
-    eos = list(dict.fromkeys([tokenizer.eos_token_id, *(end_ids or []), *(stop_ids or [])]))
-    eos_set = set(eos)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    results: list[tuple[str, int, float]] = [("", 0, 0.0)] * len(prompts)
-    # Sort by prompt length so each batch pads little; results go back in the caller's order.
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = {k: enc[k].to(device) for k in ("input_ids", "attention_mask")}  # never token_type_ids
-        width = enc["input_ids"].shape[1]
-        criteria = StoppingCriteriaList([_StopOnText(tokenizer, stop_strings, width)]) if stop_strings else None
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
-                             pad_token_id=pad, use_cache=True, stopping_criteria=criteria)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        secs = (time.perf_counter() - t0) / len(idx)
-        new = out[:, width:].tolist()
-        for i, seq in zip(idx, new):
-            n = len(seq)
-            for j, t in enumerate(seq):
-                if t in eos_set:
-                    n = j + 1
-                    break
-            if stop_strings:
-                n = min(n, _stop_at_text(tokenizer, seq[:n], stop_strings) or n)
-            keep = [t for t in seq[:n] if t not in ends]
-            results[i] = (tokenizer.decode(keep, skip_special_tokens=True), n, secs)
-    model.train(was_training)
-    return results
+    def answer(self, model, tokenizer, examples: list[Example], *, batch_size: int = 32,
+               max_new_tokens: int = 128, explain: bool = True, think_budget: int | None = None) -> list[Prediction]:
+        """Greedy answers. Answer-first methods' answers end at the end of the answer line; with
+        ``explain`` they go on to the rationale (time to answer and time to the end are both kept)."""
+        rows = self.rows(model, tokenizer, examples, max_new_tokens=max_new_tokens, explain=explain,
+                         think_budget=think_budget, batch_size=batch_size)
+        decode(model, tokenizer, rows, batch_size=batch_size)
+        return self.predictions(rows, examples)

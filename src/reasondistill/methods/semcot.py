@@ -195,8 +195,8 @@ class SemCoT(SoftThoughtMethod):
     def target_pieces(self, example: Example) -> list[tuple[str, int]]:
         return [(f" {example.answer}", ANSWER), ("<eos>", ANSWER)]
 
-    def stop_ids(self, tokenizer) -> list[int]:
-        return newline_token_ids(tokenizer)
+    def row_rules(self, tokenizer, *, explain: bool = True, think_budget: int | None = None) -> dict:
+        return {**super().row_rules(tokenizer), "explain": False}  # no rationale follows the answer line
 
     def parse(self, text: str, example: Example):
         return extract_answer(text.strip(), example.answer_type, example.choices), None

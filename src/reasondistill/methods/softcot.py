@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..generation import left_pad
 from ..io import atomic_write_json, read_json
 from ..options import opt
 from ..runfolder import RUN_FILE
@@ -51,7 +52,7 @@ from .base import (
     RATIONALE,
     Feature,
     Method,
-    Prediction,
+    Row,
     encode_pieces,
     format_question,
 )
@@ -91,17 +92,6 @@ def placeholder_id(tokenizer) -> int:
     raise UserError("the tokenizer has no bos, unk or eos token to use as a thought placeholder")
 
 
-def left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, attention mask), each row padded on the left so every row ends at the last column."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, width - len(r):] = 1
-    return ids, mask
-
-
 def placeholder_states(model: nn.Module, tokenizer, texts: list[str], n: int) -> torch.Tensor:
     """Last-layer hidden states (batch, n, d) at ``n`` placeholder tokens appended to each text, in one
     forward pass of the base model (no LM head, no decoding). Positions count real tokens only, so a
@@ -137,7 +127,7 @@ class SoftThoughtMethod(Method):
 
     A recipe says what the second model reads (``second_text``), the main prompt around the slots
     (``main_parts``), the main model's target (``target_pieces``), how many slots (``n_slots``) and
-    its stop tokens; this class loads the models, bridges them, trains, decodes, saves and loads.
+    whether it answers first; this class loads the models, bridges them, trains, decodes, saves and loads.
     """
 
     second_role: ClassVar[str] = "assistant"  # the second model's name in messages and references
@@ -181,10 +171,6 @@ class SoftThoughtMethod(Method):
 
     def target_pieces(self, example: Example) -> list[tuple[str, int]]:
         raise NotImplementedError
-
-    def stop_ids(self, tokenizer) -> list[int]:
-        """Tokens that end an answer besides eos."""
-        return []
 
     # ----- models -------------------------------------------------------------------------------
     def attach(self, main: nn.Module, main_ref: str, second_ref: str) -> None:
@@ -294,45 +280,33 @@ class SoftThoughtMethod(Method):
 
     # ----- inference ----------------------------------------------------------------------------
     @torch.no_grad()
-    def answer(self, model, tokenizer, examples: list[Example], *, batch_size: int = 32,
-               max_new_tokens: int = 128, explain: bool = True) -> list[Prediction]:
-        """Greedy answers. A question's time includes the second model's pass and the bridge: the
-        batch's wall time divided by its size, as ``base.generate`` times it."""
-        was_training = model.training
-        model.eval()
+    def rows(self, model, tokenizer, examples: list[Example], *, max_new_tokens: int, explain: bool = True,
+             think_budget: int | None = None, batch_size: int = 32) -> list[Row]:
+        """Rows whose prompt embeddings carry the soft thoughts. A question's time starts with its
+        share of the second model's pass and the bridge, so time to answer includes them."""
+        self.check_budget(think_budget)
         if self.second is not None:
             self.second.eval()
-        device = next(model.parameters()).device
+        rules = self.row_rules(tokenizer, explain=explain, think_budget=think_budget)
         n = self.n_slots(training=False)
-        prompts = [self.prompt_ids(ex, tokenizer, n) for ex in examples]
-        eos = tokenizer.eos_token_id
-        stops = [eos] + list(self.stop_ids(tokenizer))
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-        preds: list[Prediction | None] = [None] * len(examples)
-        order = sorted(range(len(examples)), key=lambda i: len(prompts[i][0]))
-        for first in range(0, len(order), batch_size):
-            idx = order[first:first + batch_size]
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            ids, mask = left_pad([prompts[i][0] for i in idx], pad)
-            embeds = model.get_input_embeddings()(ids.to(device))
+        embed = model.get_input_embeddings()
+        device = embed.weight.device
+        rows: list[Row] = []
+        for first in range(0, len(examples), max(1, batch_size)):
+            chunk = examples[first:first + batch_size]
+            started = time.perf_counter()
+            prompts = [self.prompt_ids(ex, tokenizer, n) for ex in chunk]
+            embeds = [embed(torch.tensor(ids, device=device)) for ids, _ in prompts]
             if not self.main_stage:  # (the main stage's slots keep their placeholder embeddings)
-                vectors = self.thoughts([self.second_text(examples[i]) for i in idx], n)
-                starts = torch.tensor([prompts[i][1] + ids.size(1) - len(prompts[i][0]) for i in idx])
-                embeds = splice(embeds, starts, vectors)
-            out = model.generate(inputs_embeds=embeds, attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                                 do_sample=False, eos_token_id=stops, pad_token_id=pad, use_cache=True)
+                vectors = self.thoughts([self.second_text(ex) for ex in chunk], n)
+                embeds = [e.index_copy(0, torch.arange(start, start + n, device=device), v.to(e.dtype))
+                          for e, (_, start), v in zip(embeds, prompts, vectors)]
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            secs = (time.perf_counter() - t0) / len(idx)
-            for i, seq in zip(idx, out.tolist()):  # generate from embeddings returns only the new tokens
-                n_new = next((j + 1 for j, t in enumerate(seq) if t in stops), len(seq))
-                text = tokenizer.decode([t for t in seq[:n_new] if t != eos], skip_special_tokens=True)
-                answer, rationale = self.parse(text, examples[i])
-                preds[i] = Prediction(answer, text, rationale, n_new, n_new, secs, secs)
-        model.train(was_training)
-        return preds
+            share = (time.perf_counter() - started) / len(chunk)
+            for (ids, _), e in zip(prompts, embeds):
+                rows.append(Row(ids, max_new_tokens, prompt_embeds=e, seconds=share, **rules))
+        return rows
 
     # ----- saving and loading -------------------------------------------------------------------
     def save(self, out_dir, model, tokenizer) -> None:
@@ -362,6 +336,7 @@ class SoftThoughtMethod(Method):
 
 class SoftCoT(SoftThoughtMethod):
     name = "softcot"
+    answer_marker = ANSWER_MARKER  # pre_thinking's target: a thinking budget forces the marker
     layout_options = ("hints_at", "n_train", "n_infer")
     class Options(SoftThoughtMethod.Options):
         n_train: int = opt(32, "soft thoughts in training", ge=1)

@@ -1,9 +1,10 @@
 """The ``hf:ID_OR_PATH`` teacher: a local causal LM through transformers, batched.
 
-Calls from ``teach``'s concurrent workers meet in a :class:`~.batching.Batcher`, so ``--concurrency``
-is the generation batch size. With ``api="chat"`` (the default when the tokenizer has a chat
-template) the prompt goes in as a user message through the template; otherwise it is continued as
-raw text, which suits base models and reasondistill's own students.
+Calls from ``teach``'s concurrent workers meet in a :class:`~reasondistill.scheduler.Scheduler` (the
+one ``serve`` uses), so ``--concurrency`` is the generation batch size. With ``api="chat"`` (the
+default when the tokenizer has a chat template) the prompt goes in as a user message through the
+template; otherwise it is continued as raw text, which suits base models and reasondistill's own
+students.
 """
 
 from __future__ import annotations
@@ -12,8 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..generation import Row, StopRule
+from ..scheduler import Scheduler
+from ..layout import Layout
 from . import Call, Completion, Teacher
-from .batching import Batcher, GenJob, generate_jobs
+
+
+def cut_at(text: str, stops: list[str]) -> str:
+    """``text`` up to the earliest stop string (not included)."""
+    hits = [text.index(s) for s in stops if s and s in text]
+    return text[:min(hits)] if hits else text
 
 
 class HFTeacher(Teacher):
@@ -36,7 +45,9 @@ class HFTeacher(Teacher):
         self.api = api or ("chat" if getattr(self.tokenizer, "chat_template", None) else "completions")
         if self.api == "chat" and not getattr(self.tokenizer, "chat_template", None):
             raise UserError(f"teacher '{name}' has no chat template; use --api completions")
-        self.batcher = Batcher(lambda jobs: generate_jobs(self.lm, self.tokenizer, jobs), max_batch=max(1, batch_size))
+        self.scheduler = Scheduler(self.lm, self.tokenizer, max_batch=max(1, batch_size))
+        # A chat reply ends at the template's end of turn as well as at the eos.
+        self.ends = frozenset(Layout(self.tokenizer, chat=self.api == "chat").end_ids())
 
     def identity(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.model, "api": self.api}
@@ -49,10 +60,16 @@ class HFTeacher(Teacher):
 
     async def complete(self, call: Call) -> Completion:
         self.requests += 1
-        job = GenJob(self.render(call.prompt), call.max_tokens, call.temperature, call.top_p, stop=call.stop or [])
-        out = await self.batcher.submit(job)
-        return Completion(out.text, None, out.finish_reason,
-                          {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens})
+        stops = list(call.stop or [])
+        ids = self.tokenizer(self.render(call.prompt), add_special_tokens=False).input_ids
+
+        def rows() -> list[Row]:
+            return [Row(ids, call.max_tokens, stop=StopRule(strings=tuple(stops)), temperature=call.temperature,
+                        top_p=call.top_p, end_ids=self.ends)]
+        [row] = await self.scheduler.run(rows, call.max_tokens)
+        text = cut_at(row.text, stops)
+        return Completion(text, None, row.finish_reason,
+                          {"prompt_tokens": len(ids), "completion_tokens": len(row.generated)})
 
     async def aclose(self) -> None:
-        await self.batcher.aclose()
+        self.scheduler.close()

@@ -22,6 +22,8 @@ import random
 import re
 from typing import Any
 
+from .phrasing import MINUS, PLUS
+
 DEFAULT_TOKENS = 500
 MIN_TOKENS, MAX_TOKENS = 50, 8000
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -130,7 +132,6 @@ def _letters_misread(p: dict, rng: random.Random) -> tuple[dict, str]:
 
 
 def _arith_world(p: dict) -> dict:
-    from .synthetic import MINUS, PLUS
     name, item, they = p["name"], p["item"], p["pronoun"]
     totals = [p["start"]]
     for op, n, _ in p["steps"]:
@@ -165,7 +166,6 @@ def _arith_world(p: dict) -> dict:
 
 
 def _arith_misread(p: dict, rng: random.Random) -> tuple[dict, str]:
-    from .synthetic import MINUS, PLUS
     q = copy.deepcopy(p)
     k = rng.randrange(len(q["steps"]))
     op, n, v = q["steps"][k]

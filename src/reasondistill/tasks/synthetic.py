@@ -22,6 +22,7 @@ from typing import Any, Callable
 from ..errors import UserError
 from .answers import extract_answer
 from .example import Example
+from .phrasing import MINUS, PLUS
 
 NAMES: list[tuple[str, str]] = [
     ("Tom", "he"), ("Sam", "he"), ("Ben", "he"), ("Max", "he"), ("Leo", "he"), ("Jack", "he"),
@@ -32,8 +33,6 @@ WORDS = ["apple", "river", "cloud", "green", "light", "music", "glass", "money",
          "fish", "snow", "box", "bell", "jam", "sofa", "hero", "quiz", "gift", "wolf"]
 ITEMS = ["apples", "pens", "cards", "books", "coins", "shells", "stickers", "marbles"]
 COLORS = ["red", "blue", "green", "yellow", "white", "black", "pink", "purple"]
-PLUS = ["buys {n} more", "finds {n} more", "gets {n} more"]
-MINUS = ["gives away {n}", "loses {n}", "sells {n}"]
 MAX_VALUE = 19
 
 # A problem maker returns (question, answer, problem, choices); a rationale writer returns

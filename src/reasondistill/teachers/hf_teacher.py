@@ -16,7 +16,7 @@ from ..errors import UserError
 from ..generation import Row, StopRule
 from ..scheduler import Scheduler
 from ..layout import Layout
-from . import Call, Completion, Teacher
+from .base import Call, Completion, Teacher
 
 
 def cut_at(text: str, stops: list[str]) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import openai
 
 from ..errors import UserError
-from . import Call, Completion, Teacher
+from .base import Call, Completion, Teacher
 
 DEFAULT_URL = "https://api.openai.com/v1"
 RETRY_STATUS = {408, 409, 429}

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..rationales import FewShotCoT, ZeroShotCoT, make_record
 from ..tasks import Example, extract_answer
-from . import Call, Completion, Teacher
+from .base import Call, Completion, Teacher
 from .reasoning import read_reply
 from .store import CallStore, call_key
 

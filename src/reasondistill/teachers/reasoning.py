@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from . import Completion
+from .base import Completion
 
 REASONING = ("auto", "off")
 _OPEN, _CLOSE = "<think>", "</think>"

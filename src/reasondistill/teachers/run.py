@@ -26,7 +26,8 @@ from ..rationales import (SELECT, FewShotCoT, ZeroShotCoT, dedup_records, keep_r
                           select_records, selection_stats, task_stats)
 from ..rationales.filtering import KEEP, cost
 from ..tasks import load_path, load_task
-from . import Teacher, get_teacher
+from .base import Teacher
+from .registry import get_teacher
 from .plan import CallPlan, ItemState, teacher_label
 from .reasoning import REASONING
 from .store import CallStore

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..tasks import scripted_rationale
-from . import Call, Completion, Teacher
+from .base import Call, Completion, Teacher
 
 
 class ScriptedTeacher(Teacher):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from . import Completion
+from .base import Completion
 
 
 def call_key(identity: dict[str, Any], prompt: str, params: dict[str, Any], sample: int,

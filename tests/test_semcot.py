@@ -173,3 +173,15 @@ def test_main_stage_learns_the_answer_prompt_with_empty_slots(tmp_path):
     assert [f.input_ids.count(tokenizer.bos_token_id) for f in method.features(example, tokenizer)] == [5, 1]
     metrics = api.evaluate(tmp_path / "main", TASK, n=8, progress=False)
     assert metrics["answered"] >= 0.5 and metrics["tokens_to_answer"] <= 4
+
+
+def test_the_stage_travels_with_a_checkpoint():
+    """A run resumed after the bridge-only share continues in the generator stage (the trainer
+    saves ``state_dict`` in each checkpoint and loads it after ``prepare``)."""
+    before = get_method("semcot", bridge_fraction=0.5)
+    before.on_step(6, 10)
+    assert before.second_learns()
+    resumed = get_method("semcot", bridge_fraction=0.5)
+    resumed.generator_stage = False  # what prepare() starts a run with
+    resumed.load_state_dict(before.state_dict())
+    assert resumed.second_learns()

@@ -246,6 +246,13 @@ class SemCoT(SoftThoughtMethod):
         """The generator joins once the bridge-only share of the steps is done."""
         self.generator_stage = step >= math.ceil(self.bridge_fraction * max_steps)
 
+    def state_dict(self) -> dict:
+        """The stage travels with a checkpoint, so a resumed run continues in the stage it left."""
+        return {"generator_stage": self.generator_stage}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator_stage = bool(state.get("generator_stage", self.generator_stage))
+
     def modules(self) -> dict[str, nn.Module]:
         mods = dict(super().modules())
         if self.second is not None:

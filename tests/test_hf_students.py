@@ -170,7 +170,9 @@ def test_architecture_matrix(folders, tmp_path, family):
                                progress=False)
         assert metrics["n"] == 2 and 0.0 <= metrics["accuracy"] <= 1.0
         AutoModelForCausalLM.from_pretrained(out)  # plain transformers loads what was saved
-    with TestClient(create_app(tmp_path / "post_thinking")) as client:
+    app = create_app(tmp_path / "post_thinking")
+    assert app.state.student.method.layout.chat == bool(FAMILIES[family].template)  # serve renders as training did
+    with TestClient(app) as client:
         reply = client.post("/v1/chat/completions", json={
             "messages": [{"role": "user", "content": "A coin is heads up. Tom flips the coin. Is it heads up?"}],
             "max_tokens": 8})

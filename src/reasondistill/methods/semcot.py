@@ -101,7 +101,10 @@ class Judge(nn.Module):
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(batch, d) unit vectors from states (batch, T, d) with a 0/1 mask (batch, T)."""
-        hidden = self.upper(inputs_embeds=states.to(self.head.weight.dtype), attention_mask=mask).last_hidden_state
+        # No KV cache: the copied layers keep their original indices, which a cache sized for the
+        # slice would not hold (and a judge scores whole sequences, it never decodes).
+        hidden = self.upper(inputs_embeds=states.to(self.head.weight.dtype), attention_mask=mask,
+                            use_cache=False).last_hidden_state
         m = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
         return F.normalize(self.head(pooled).float(), dim=-1)

@@ -29,6 +29,15 @@ def provenance(script: str) -> dict:
             "machine": machine(), "versions": versions()}
 
 
+def save_result(out: Path, result: dict) -> None:
+    """Write a result JSON (atomically, its folder made) and print its table: every script's last step."""
+    import _table
+    from reasondistill.io import atomic_write_json
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, result)
+    print(_table.render(result))
+
+
 def run_main(main: Callable[[], int | None], script: str) -> None:
     """Exit with ``main``'s status; a ``UserError`` (a bad option, a missing file) is one line, exit 2."""
     from reasondistill.errors import UserError

@@ -38,7 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import provenance, run_main  # noqa: E402
+from _common import provenance, run_main, save_result  # noqa: E402
 
 IMPLS = ("ours", "plain", "trl")
 CPU_GRID = {"vocab": [600, 32000, 151936], "seq": [512, 2048]}
@@ -264,8 +264,6 @@ def goals(rows: list[dict], device: str) -> list[dict]:
 
 def merge(files: list[Path], out: Path) -> int:
     """One results file from several runs of this script (e.g. implementations run side by side)."""
-    import _table
-    from reasondistill.io import atomic_write_json
     parts = [json.loads(f.read_text()) for f in files]
     result = {k: v for k, v in parts[-1].items() if k not in ("rows", "earlier_runs")}
     rows = {(r["impl"], r["vocab"], r["seq"]): r for part in parts for r in part["rows"]}  # later files win
@@ -274,8 +272,7 @@ def merge(files: list[Path], out: Path) -> int:
     result["earlier_runs"] = [run for part in parts[:-1] for run in part.get("earlier_runs", [])] + [
         {k: part.get(k) for k in ("date", "command", "wall_seconds")} for part in parts[:-1]]
     result["goals"] = goals(result["rows"], result["device"])
-    atomic_write_json(out, result)
-    print(_table.render(result))
+    save_result(out, result)
     return 0
 
 
@@ -343,11 +340,7 @@ def main() -> int:
     result["rows"] = rows
     result["goals"] = goals(rows, args.device)
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
-    from reasondistill.io import atomic_write_json
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out, result)
-    import _table
-    print(_table.render(result))
+    save_result(out, result)
     print(f"\nwrote {out} in {result['wall_seconds'] / 60:.1f} min")
     return 0
 

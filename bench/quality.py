@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _table
-from _common import provenance, run_main
+from _common import provenance, run_main, save_result
 
 from reasondistill.errors import UserError
 
@@ -90,7 +90,6 @@ def main() -> int:
         parser.error("--suite is required (or --table)")
 
     from reasondistill import compare
-    from reasondistill.io import atomic_write_json
     overrides = {k: v for k, v in (("seeds", args.seeds), ("hallucination", args.hallucination),
                                    ("max_steps", args.max_steps), ("batch_size", args.batch_size), ("tasks", args.tasks), ("student", args.student),
                                    ("methods", args.methods), ("n_train", args.n_train),
@@ -111,9 +110,8 @@ def main() -> int:
               "cells_seconds": round(sum(r.get("seconds") or 0.0 for r in results["rows"]), 1),
               "complete": results["complete"],
               "config": results["config"], "report": results.get("report"), "rows": results["rows"]}
-    atomic_write_json(out, record)
     print()
-    print(_table.render(record))
+    save_result(out, record)
     print(f"\nwrote {out}; report {results.get('report')}; {wall / 60:.1f} min")
     return 0
 

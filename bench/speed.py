@@ -37,9 +37,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import _table
 import torch
-from _common import provenance, run_main
+from _common import provenance, run_main, save_result
 
 FULL = {"decode_steps": 300, "n_train": 600, "n_decode": {1: 32, 32: 128}, "repeats": 3,
         "trainer_steps": 60, "trainer_n": 300, "pst_steps": 60, "batch_size": 32, "max_length": 256}
@@ -329,11 +328,9 @@ def main() -> int:
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     result["notes"] = NOTES
     result["goals"] = goals(result)
-    from reasondistill.io import atomic_write_json
     out = Path(args.out) if args.out else (Path("runs/bench") / f"speed-{device.type}-smoke.json" if args.smoke
                                            else HERE / "results" / f"speed-{device.type}.json")
-    atomic_write_json(out, result)
-    print(_table.render(result))
+    save_result(out, result)
     print(f"\nwrote {out} in {result['wall_seconds'] / 60:.1f} min")
     return 0
 

@@ -71,7 +71,7 @@ def cost_table(rows: list[dict]) -> str:
         vals = [_ms(mine, k)[0] for k in ("tokens_to_answer", "ms_to_answer", "tokens_total", "ms_total",
                                            "consistency", "train_seconds")]
         lines.append(f"| {method} | {vals[0]:.1f} | {vals[1]:.2f} | {vals[2]:.1f} | {vals[3]:.2f} | "
-                     f"{'–' if vals[4] != vals[4] else f'{vals[4]:.2f}'} | {vals[5]:.0f} |")
+                     f"{'–' if vals[4] != vals[4] else f'{vals[4]:.2f}'} | {'–' if vals[5] != vals[5] else f'{vals[5]:.0f}'} |")
     return "\n".join(lines)
 
 

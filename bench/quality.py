@@ -55,6 +55,9 @@ def suite_config(suite: str, smoke: bool, overrides: dict | None = None, gpu: bo
     for key, value in (overrides or {}).items():
         if key in ("max_steps", "batch_size"):
             raw["training"] = {**raw.get("training", {}), key: value}
+        elif key == "methods":  # a row of the config by its name (with its options), else a plain method
+            rows = {(m if isinstance(m, str) else m.get("name") or m.get("method")): m for m in raw["methods"]}
+            raw[key] = [rows.get(name, name) for name in value]
         else:
             raw[key] = value
     if smoke:
@@ -78,7 +81,9 @@ def main() -> int:
     parser.add_argument("--student", help="override the config's student (e.g. mini:chars)")
     parser.add_argument("--n-train", type=int, help="override the config's n_train")
     parser.add_argument("--n-test", type=int, help="override the config's n_test")
-    parser.add_argument("--methods", nargs="+", help="override the config's methods (plain names)")
+    parser.add_argument("--methods", nargs="+", help="override the config's rows: names of its rows (e.g. "
+                                                     "softcot-main softcot) or plain methods")
+    parser.add_argument("--keep", nargs="+", choices=["correct", "all"], help="override the config's rationale filters")
     parser.add_argument("--gpu", action="store_true", help="the config's gpu: settings, cells in parallel processes")
     parser.add_argument("--jobs", type=int, default=8, help="--gpu: processes at once (default 8)")
     parser.add_argument("--table", action="store_true", help="only refresh bench/README.md from bench/results")
@@ -92,7 +97,7 @@ def main() -> int:
     from reasondistill import compare
     overrides = {k: v for k, v in (("seeds", args.seeds), ("hallucination", args.hallucination),
                                    ("max_steps", args.max_steps), ("batch_size", args.batch_size), ("tasks", args.tasks), ("student", args.student),
-                                   ("methods", args.methods), ("n_train", args.n_train),
+                                   ("methods", args.methods), ("keep", args.keep), ("n_train", args.n_train),
                                    ("n_test", args.n_test)) if v is not None}
     cfg = suite_config(args.suite, args.smoke, overrides, gpu=args.gpu)
     runs = Path(args.runs or cfg["out"])

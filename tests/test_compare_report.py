@@ -265,3 +265,43 @@ def test_a_reference_follows_the_rationale_filter(tmp_path):
         assert main.rel_dir == f"teacher/main/h0-s0-{cell.keep}"
         assert assistant.rel_dir == "teacher/answer_only/h0-s0-all"
     assert sorted(c.keep for c in cells(cfg) if c.name == "sc") == ["all", "correct"]
+
+
+def test_budget_rows_evaluate_an_earlier_row_without_training(tmp_path):
+    """``{name, evaluates, think_budget}`` tests the named row's trained student of the same cell
+    with its thinking cut: no training of its own, the same method in the results, fewer thinking
+    tokens than the unlimited row, and every answer forced at budget 0."""
+    cfg = {"out": str(tmp_path / "grid"), "student": "micro", "tasks": ["synthetic/coin_flip"], "seeds": [0],
+           "hallucination": [0.0], "n_train": 24, "n_test": 8, "training": TRAIN, "vocab_size": 320,
+           "max_new_tokens": 24, "explain": False,
+           "methods": ["pre_thinking", {"name": "pre_thinking@0", "evaluates": "pre_thinking", "think_budget": 0},
+                       {"name": "pre_thinking@4", "evaluates": "pre_thinking", "think_budget": 4}]}
+    results = compare(cfg, progress=False, report=False)
+    rows = {r["method"]: r for r in results["rows"]}
+    assert results["complete"] and set(rows) == {"pre_thinking", "pre_thinking@0", "pre_thinking@4"}
+    assert {r["base_method"] for r in rows.values()} == {"pre_thinking"}  # one family: one curve in the plot
+    grid = tmp_path / "grid" / "synthetic-coin_flip"
+    for name in ("pre_thinking@0", "pre_thinking@4"):
+        folder = grid / name / "h0-s0-all"
+        assert not (folder / "reasondistill.json").exists() and not (folder / "checkpoints").exists()
+        assert json.loads((folder / "metrics.json").read_text())["think_budget"] == rows[name]["config"]["think_budget"]
+    forced = [json.loads(line) for line in (grid / "pre_thinking@0" / "h0-s0-all" / "predictions.jsonl").open()]
+    assert forced and all(p["extras"]["forced_answer"] for p in forced)
+    for name, budget in (("pre_thinking@0", 0), ("pre_thinking@4", 4)):  # at most N tokens before the marker
+        for line in (grid / name / "h0-s0-all" / "predictions.jsonl").open():
+            thought, marker, _ = json.loads(line)["text"].partition("\nAnswer:")
+            assert marker and len(thought.split()) <= budget
+    again = compare(cfg, progress=False, report=False)  # a re-run finds every cell finished
+    assert [r["accuracy"] for r in again["rows"]] == [r["accuracy"] for r in results["rows"]]
+
+
+@pytest.mark.parametrize("row, needle", [
+    ({"name": "pt@8", "evaluates": "post_thinking", "think_budget": 8}, "think-first"),
+    ({"name": "x@8", "evaluates": "nothing", "think_budget": 8}, "not in the grid"),
+    ({"name": "x@8", "evaluates": "pre_thinking", "think_budget": -1}, ">= 0"),
+    ({"name": "x@8", "evaluates": "pre_thinking", "method": "pst"}, "evaluates"),
+])
+def test_budget_row_mistakes_are_user_errors(tmp_path, row, needle):
+    cfg = {**grid_config(tmp_path), "tasks": ["synthetic/coin_flip"], "methods": ["pre_thinking", "post_thinking", row]}
+    with pytest.raises(UserError, match=needle):
+        load_config(cfg)

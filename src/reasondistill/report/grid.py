@@ -11,6 +11,10 @@ row's ``student`` written ``run:NAME`` becomes the run folder of row NAME there.
 two-stage methods enter the grid: softcot's frozen main model is an earlier row's student
 (``student: run:softcot-main``), and a KD student's teacher is a bigger row trained first
 (``options: {teacher_model: run:teacher}``, with that row's own ``student: tiny`` and ``training``).
+
+A row may also only evaluate: ``{name: pre_thinking@64, evaluates: pre_thinking, think_budget: 64}``
+tests row ``pre_thinking``'s trained student of the same cell with its thinking cut after 64 tokens
+(budget forcing), so a budget curve costs evaluations, not trainings.
 """
 
 from __future__ import annotations
@@ -27,18 +31,28 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .. import api
-from ..commands import TrainConfig
 from ..errors import UserError
 from ..io import atomic_write_json, read_json
-from ..kd import KDConfig
-from ..methods import METHODS, get_method
+from ..methods import METHODS
 from ..options import build
-from ..runfolder import CELL_FILE, METRICS_FILE, check_name, is_finished, result_row, task_slug
+from ..runfolder import (
+    CELL_FILE,
+    METRICS_FILE,
+    is_finished,
+    result_row,
+    task_slug,
+)
 from ..tasks import PAIR, is_correct, load_task
 from .config import CompareOptions
+from .rows import (
+    RUN_REF,
+    check_run_refs,
+    check_training,
+    fill_evaluation_rows,
+    method_entry,
+)
 
 RESULTS_FILE = "results.json"
-RUN_REF = "run:"
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,8 @@ class Cell:
     options: dict = field(default_factory=dict, hash=False, compare=False)
     student: str | None = field(default=None, hash=False, compare=False)      # None: the config's student
     training: dict = field(default_factory=dict, hash=False, compare=False)  # over the config's training
+    think_budget: int | None = field(default=None, hash=False, compare=False)  # evaluation's thinking budget
+    evaluates: str | None = field(default=None, hash=False, compare=False)     # evaluation-only: that row's run
 
     @property
     def rel_dir(self) -> str:
@@ -77,66 +93,15 @@ def load_config(config: str | Path | dict, base_dir: Path | None = None, overrid
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     cfg = build(CompareOptions, [(origin, config), ("flags" if origin.startswith("file:") else origin, given)]).as_dict()
     check_training(cfg["training"], origin.partition(":")[2] + ": training")  # fails now, not at cell 7
-    cfg["methods"] = [_method_entry(m, cfg["method_options"]) for m in cfg["methods"]]
+    cfg["methods"] = [method_entry(m, cfg["method_options"]) for m in cfg["methods"]]
     names = [m["name"] for m in cfg["methods"]]
     dupes = sorted(n for n, c in Counter(names).items() if c > 1)
     if dupes:
         raise UserError(f"compare config: method name(s) {', '.join(dupes)} appear twice; give variants a 'name'")
-    _check_run_refs(cfg["methods"])
+    check_run_refs(cfg["methods"])
+    fill_evaluation_rows(cfg["methods"])
     cfg["tasks"] = [_resolve_task(str(t), cfg["data_root"], base_dir) for t in cfg["tasks"]]
     return cfg
-
-
-def _method_entry(entry: Any, method_options: dict) -> dict:
-    """``"pst"`` or ``{name: pst-infonce, method: pst, options: {alignment: infonce}}`` ->
-    ``{name, method, options, training, student}``; a row may set its own ``student`` and
-    ``training`` (merged over the grid's). The options are checked by building the method once."""
-    if isinstance(entry, str):
-        entry = {"name": entry, "method": entry}
-    if not isinstance(entry, dict) or not (entry.get("method") or entry.get("name")):
-        raise UserError(f"compare config: a method entry must be a name or {{name, method, options}}, got {entry!r}")
-    unknown = sorted(set(entry) - {"name", "method", "options", "student", "training"})
-    if unknown:
-        raise UserError(f"compare config: method entry {entry!r} has unknown key(s) {', '.join(unknown)}")
-    method = str(entry.get("method") or entry["name"])
-    name = check_name(str(entry.get("name") or method), "compare config: method name")  # it becomes a folder
-    if method not in METHODS:
-        raise UserError(f"compare config: unknown method '{method}'; valid: {', '.join(METHODS)}")
-    options = {**dict(method_options.get(method) or {}), **(dict(method_options.get(name) or {}) if name != method
-                                                            else {}), **dict(entry.get("options") or {})}
-    kd = {k: v for k, v in options.items() if k in KDConfig.keys()}  # the trainer's KD options, allowed here
-    get_method(method, **{k: v for k, v in options.items() if k not in kd})
-    KDConfig.from_options(kd)
-    training = dict(entry.get("training") or {})
-    check_training(training, f"compare config: '{name}' training")
-    student = entry.get("student")
-    return {"name": name, "method": method, "options": options, "training": training,
-            "student": None if student is None else str(student)}
-
-
-def check_training(training: dict, where: str) -> None:
-    """A row's (or the grid's) ``training`` mapping: TrainConfig's keys, types and ranges."""
-    if not isinstance(training, dict):
-        raise UserError(f"{where} must be a mapping of train options")
-    build(TrainConfig, [(f"file:{where}", training)], command=where)
-
-
-def run_refs(entry: dict) -> list[str]:
-    """The rows a method entry builds on: every ``run:NAME`` among its options and its student."""
-    values = [entry.get("student"), *entry["options"].values()]
-    return [v[len(RUN_REF):] for v in values if isinstance(v, str) and v.startswith(RUN_REF)]
-
-
-def _check_run_refs(methods: list[dict]) -> None:
-    """A ``run:NAME`` must name a row listed before it, so the grid has trained it when it is needed."""
-    seen: set[str] = set()
-    for entry in methods:
-        for ref in run_refs(entry):
-            if ref not in seen:
-                where = "comes after it" if ref in {m["name"] for m in methods} else "is not in the grid"
-                raise UserError(f"compare config: '{entry['name']}' builds on run:{ref}, which {where}; "
-                                "list that row first")
-        seen.add(entry["name"])
 
 
 def _resolve_task(task: str, data_root: str | None, base_dir: Path | None) -> str:
@@ -188,7 +153,7 @@ def filters_rationales(entry: dict, task: str) -> bool:
 
 def entry_cell(entry: dict, task: str, hallucination: float, seed: int, keep: str) -> Cell:
     return Cell(task, entry["name"], entry["method"], hallucination, seed, keep, entry["options"], entry["student"],
-                entry["training"])
+                entry["training"], entry.get("think_budget"), entry.get("evaluates"))
 
 
 def referenced_cell(cell: Cell, name: str, cfg: dict) -> Cell:
@@ -219,7 +184,10 @@ def cell_spec(cell: Cell, cfg: dict) -> dict:
             "student": cell.student or cfg["student"], "n_train": cfg["n_train"], "n_test": cfg["n_test"],
             "training": {**cfg["training"], **cell.training, "seed": cell.seed},
             "test_fraction": cfg["test_fraction"], "split_seed": cfg["split_seed"], "vocab_size": cfg["vocab_size"],
-            "max_new_tokens": cfg["max_new_tokens"], "explain": cfg["explain"]}
+            "max_new_tokens": cfg["max_new_tokens"], "explain": cfg["explain"],
+            # only when set, so run folders of grids from before these keys stay resumable
+            **({"think_budget": cell.think_budget} if cell.think_budget is not None else {}),
+            **({"evaluates": cell.evaluates} if cell.evaluates else {})}
 
 
 def _check_spec(run_dir: Path, spec: dict) -> None:
@@ -286,7 +254,13 @@ def run_cell(cell: Cell, cfg: dict, root: Path) -> dict:
         # evaluation is redone): a cell's time is all the compute it took.
         spent = read_json(run_dir / CELL_FILE).get("seconds", 0.0) if (run_dir / CELL_FILE).exists() else 0.0
         synthetic = is_synthetic(cell.task)
-        if not is_finished(run_dir):
+        model_dir = run_dir
+        if cell.evaluates:  # evaluation-only: the trained row's student, metrics here
+            model_dir = (root / referenced_cell(cell, cell.evaluates, cfg).rel_dir).resolve()
+            if not is_finished(model_dir):
+                raise UserError(f"'{cell.name}' evaluates {cell.evaluates}, but {model_dir} is not a trained run")
+            atomic_write_json(run_dir / CELL_FILE, {"spec": spec})
+        elif not is_finished(run_dir):
             student, options = resolve_run_refs(cell, cfg, root)
             resume = any((run_dir / "checkpoints").glob("step-*"))
             fresh = not (run_dir / CELL_FILE).exists()
@@ -298,9 +272,10 @@ def run_cell(cell: Cell, cfg: dict, root: Path) -> dict:
                           resume=resume, overwrite=not resume, progress=False,
                           test_fraction=cfg["test_fraction"], split_seed=None if synthetic else cfg["split_seed"])
         # The test set is the same for every method and seed: seeds vary training, not the exam.
-        api.evaluate(run_dir, cell.task, split="test", n=cfg["n_test"], seed=cfg["split_seed"],
+        api.evaluate(model_dir, cell.task, split="test", n=cfg["n_test"], seed=cfg["split_seed"], out=run_dir,
                      batch_size=cfg["eval_batch_size"], max_new_tokens=cfg["max_new_tokens"],
-                     explain=cfg["explain"], progress=False, test_fraction=cfg["test_fraction"])
+                     explain=cfg["explain"], progress=False, test_fraction=cfg["test_fraction"],
+                     think_budget=cell.think_budget)
         seconds = round(spent + time.perf_counter() - started, 3)
         atomic_write_json(run_dir / CELL_FILE, {"spec": spec, "seconds": seconds,
                                                 "majority": majority_baseline(cell, cfg)})

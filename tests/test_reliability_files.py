@@ -180,6 +180,33 @@ def test_a_failed_start_leaves_no_half_made_folder(tmp_path, capsys):
     assert not out.exists()
 
 
+
+def test_training_that_fails_before_a_checkpoint_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """The folder is made just before training; a crash before the first checkpoint takes away
+    everything that call wrote (so the same command runs again without --overwrite), while a
+    compare host's own cell.json in the folder stays."""
+    from reasondistill import api
+
+    def crash(method, model, tokenizer, examples, out, *args, **kwargs):
+        (out / "train_log.jsonl").write_text("{}\n")  # training had begun writing
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(api, "run_training", crash)
+    out = tmp_path / "crashed"
+    with pytest.raises(RuntimeError):
+        reasondistill.train("answer_only", "synthetic/coin_flip", out, student="micro", n=24, vocab_size=300,
+                            max_steps=2, progress=False)
+    assert not out.exists()
+    hosted = tmp_path / "hosted"
+    hosted.mkdir()
+    (hosted / "cell.json").write_text("{}")
+    with pytest.raises(RuntimeError):
+        reasondistill.train("answer_only", "synthetic/coin_flip", hosted, student="micro", n=24, vocab_size=300,
+                            max_steps=2, progress=False)
+    assert [p.name for p in hosted.iterdir()] == ["cell.json"]
+    monkeypatch.undo()
+    assert train_cli(out) == 0  # no --overwrite needed: nothing of the crashed call is left
+
 def test_compare_refuses_names_that_escape_the_output_folder(tmp_path, capsys):
     cfg = tmp_path / "grid.yaml"
     cfg.write_text(f"out: {tmp_path / 'grid'}\nstudent: micro\ntasks: [synthetic/coin_flip]\n"

@@ -75,6 +75,71 @@ def cost_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def side_by_side_table(rows: list[dict]) -> str:
+    """Accuracy and time to answer of every row, side by side, each with its spread over seeds, and
+    time to answer as a multiple of pre_thinking's in the same task and setting."""
+    by = defaultdict(list)
+    for r in rows:
+        by[(r["task"], _setting(r, rows), r["method"])].append(r)
+    lines = ["| task | setting | method | accuracy | answered | tokens to answer | ms to answer | × pre_thinking |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for (task, setting, method), runs in by.items():
+        acc, acc_sd = _ms(runs, "accuracy")
+        ms, ms_sd = _ms(runs, "ms_to_answer")
+        base = by.get((task, setting, "pre_thinking"))
+        ratio = f"{ms / _ms(base, 'ms_to_answer')[0]:.3f}×" if base else "–"
+        lines.append(f"| {task} | {setting} | {method} | {acc:.3f} ± {acc_sd:.3f} | {_ms(runs, 'answered')[0]:.2f} | "
+                     f"{_ms(runs, 'tokens_to_answer')[0]:.1f} | {ms:.2f} ± {ms_sd:.2f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def spread_verdicts(rows: list[dict]) -> str:
+    """Per task and setting: the best row, and each other row's gap to it, marked as beyond the
+    seed spread (gap > the two rows' standard deviations added) or within it."""
+    by = defaultdict(list)
+    for r in rows:
+        by[(r["task"], _setting(r, rows), r["method"])].append(r)
+    lines = []
+    for task, setting in dict.fromkeys((t, s) for t, s, _ in by):
+        stats = {m: _ms(runs, "accuracy") for (t, s, m), runs in by.items() if (t, s) == (task, setting)}
+        best = max(stats, key=lambda m: stats[m][0])
+        parts = []
+        for m, (mean_, sd) in sorted(stats.items(), key=lambda kv: -kv[1][0]):
+            if m == best:
+                continue
+            gap = stats[best][0] - mean_
+            parts.append(f"{m} −{gap:.3f} ({'beyond' if gap > stats[best][1] + sd else 'within'} spread)")
+        lines.append(f"- {task}, {setting}: best **{best}** {stats[best][0]:.3f}; " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def long_goals(rows: list[dict]) -> str:
+    """The long suite's two claims, measured: answer-first time to answer against pre_thinking's
+    (goal ≤ 0.02×), and the accuracy each loses from the cleanest to the most hallucinated setting
+    (goal: PT/PST lose at most a third of what pre_thinking loses)."""
+    lines = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        mine = [r for r in rows if r["task"] == task]
+        rates = sorted({r["hallucination"] for r in mine})
+        def acc(method, h):
+            return _ms([r for r in mine if r["method"] == method and r["hallucination"] == h], "accuracy")[0]
+        def ms(method, h):
+            return _ms([r for r in mine if r["method"] == method and r["hallucination"] == h], "ms_to_answer")[0]
+        lo, hi = rates[0], rates[-1]
+        pre_drop = acc("pre_thinking", lo) - acc("pre_thinking", hi)
+        for method in ("post_thinking", "pst"):
+            if not any(r["method"] == method for r in mine) or not any(r["method"] == "pre_thinking" for r in mine):
+                continue
+            ratio = ms(method, lo) / ms("pre_thinking", lo)
+            drop = acc(method, lo) - acc(method, hi)
+            lines.append(f"- {task}, {method}: time to answer {ratio:.4f}× pre_thinking's at h={lo:g} "
+                         f"(goal ≤ 0.02×: {'met' if ratio <= 0.02 else '**not met**'}); accuracy lost from h={lo:g} "
+                         f"to h={hi:g}: {drop:+.3f} against pre_thinking's {pre_drop:+.3f} (goal ≤ a third: "
+                         + ("n/a, pre_thinking lost nothing" if pre_drop <= 0 else
+                            ("met" if drop <= pre_drop / 3 else "**not met**")) + ")")
+    return "\n".join(lines)
+
+
 def speed_table(result: dict) -> str:
     """Every speed figure as a ratio, its goal, and whether it is met."""
     lines = ["| measure | ratio | goal | met |", "|---|---:|---:|:---:|"]
@@ -149,8 +214,14 @@ def render(result: dict) -> str:
         notes = "".join(f"\n\nNote: {n}" for n in result.get("notes", []))
         return header(result) + "\n\n" + speed_table(result) + notes
     rows = result["rows"]
-    return (header(result) + "\n\nAccuracy on the held-out test set (mean ± std over seeds):\n\n" + quality_table(rows)
+    text = (header(result) + "\n\nAccuracy on the held-out test set (mean ± std over seeds):\n\n" + quality_table(rows)
             + "\n\nCost per answer and per training run (mean over tasks and settings):\n\n" + cost_table(rows))
+    if len({r["seed"] for r in rows}) > 1:
+        text += ("\n\nAccuracy and time to answer side by side (mean ± std over seeds):\n\n" + side_by_side_table(rows)
+                 + "\n\nGaps to the best row, against the seed spread:\n\n" + spread_verdicts(rows))
+    if result.get("suite") == "long":
+        text += "\n\nThe long suite's goals:\n\n" + long_goals(rows)
+    return text
 
 
 def update_readme(readme: Path = README, results_dir: Path = RESULTS) -> list[str]:

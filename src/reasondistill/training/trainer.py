@@ -28,6 +28,7 @@ from ..processes import fsdp_not_applied, needs_cpu_flag, shard_batches
 from ..tasks import Example
 from . import checkpoint
 from .config import TrainConfig
+from .cpu_memory import fix_mmap_threshold
 from .data import build_features, check_examples, collate, example_batches
 from .objective import TrainingModule, count_targets
 
@@ -63,6 +64,8 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
     accelerator = Accelerator(mixed_precision=mixed, cpu=needs_cpu_flag(),
                               dataloader_config=DataLoaderConfiguration(split_batches=True))
     set_seed(config.seed)
+    if accelerator.device.type == "cpu":
+        fix_mmap_threshold()  # vocabulary-sized chunks go back to the system when freed (cpu_memory.py)
     if (note := fsdp_not_applied(accelerator.distributed_type.value)) and accelerator.is_main_process:
         print(note, flush=True)
     check_examples(method, examples)

@@ -19,6 +19,8 @@ that would exhaust the machine fails alone ("over the cap") instead; on a GPU it
 ``torch.cuda.max_memory_allocated`` over the measured step. Tokens/s counts the real (non-pad) tokens
 of the measured step. ``plain`` is the formula every trainer starts from: the model's full-vocabulary
 logits for every position in float32, then cross-entropy over the predicted positions.
+``ours`` is our trainer on its chunked loss path; ``liger`` (CUDA, ``--impl liger``, needs
+``pip install 'reasondistill[liger]'``) the same trainer with ``use_liger_kernel=true``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ sys.path.insert(0, str(HERE))
 
 from _common import provenance, run_main, save_result  # noqa: E402
 
-IMPLS = ("ours", "plain", "trl")
+IMPLS = ("ours", "liger", "plain", "trl")
+DEFAULT_IMPLS = {"cpu": ["ours", "plain", "trl"], "cuda": ["ours", "liger", "plain", "trl"]}  # liger: CUDA only
 CPU_GRID = {"vocab": [600, 32000, 151936], "seq": [512, 2048]}
 CUDA_GRID = {"vocab": [151936], "seq": [2048]}
 QWEN_05B = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
@@ -117,10 +120,13 @@ class Meter:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def run_ours(model, method, examples, tok, seq: int, device: str, meter: Meter, work: Path) -> tuple[float, int]:
+def run_ours(model, method, examples, tok, seq: int, device: str, meter: Meter, work: Path,
+             liger: str = "false") -> tuple[float, int]:
+    """Our trainer; ``ours`` is the chunked loss path, ``liger`` liger-kernel's fused one (CUDA)."""
     from reasondistill.training import TrainConfig, train
     config = TrainConfig(max_steps=1, batch_size=len(examples), lr=1e-4, max_length=seq, checkpoint_every=0,
-                         log_every=1, mixed_precision="bf16" if device == "cuda" else "no", warmup_ratio=0.0)
+                         log_every=1, mixed_precision="bf16" if device == "cuda" else "no", warmup_ratio=0.0,
+                         use_liger_kernel=liger)
     train(method, model, tok, examples, work / "warm", config, tiny=True, progress=False)
     meter.start()
     summary = train(method, model, tok, examples, work / "step", config, tiny=True, progress=False)
@@ -200,7 +206,7 @@ def one(impl: str, vocab: int, seq: int, batch: int, student: str, device: str, 
     model = make_model(student, vocab, seq, tok)
     meter = Meter(device)
     baseline = meter.peak_gb() if device == "cpu" else 0.0
-    runner = {"ours": run_ours, "plain": run_plain, "trl": run_trl}[impl]
+    runner = {"ours": run_ours, "liger": lambda *a: run_ours(*a, liger="true"), "plain": run_plain, "trl": run_trl}[impl]
     seconds, tokens = runner(model, method, examples, tok, seq, device, meter, work)
     return {"impl": impl, "vocab": vocab, "seq": seq, "batch": batch, "status": "ok",
             "peak_gb": round(meter.peak_gb(), 3), "before_steps_gb": round(baseline, 3),
@@ -282,7 +288,8 @@ def main() -> int:
     parser.add_argument("--student", choices=["mini", "qwen2.5-0.5b"], help="default: mini on cpu, qwen2.5-0.5b on cuda")
     parser.add_argument("--vocab", type=int, nargs="+", help="vocabulary sizes (default: the device's grid)")
     parser.add_argument("--seq", type=int, nargs="+", help="sequence lengths (default: the device's grid)")
-    parser.add_argument("--impl", choices=IMPLS, nargs="+", default=list(IMPLS))
+    parser.add_argument("--impl", choices=IMPLS, nargs="+",
+                        help="implementations (default: ours plain trl on cpu; ours liger plain trl on cuda)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per configuration")
     parser.add_argument("--cap-gb", type=float, default=10.0, help="CPU: memory cap of each configuration")
@@ -298,6 +305,7 @@ def main() -> int:
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.student = args.student or ("qwen2.5-0.5b" if args.device == "cuda" else "mini")
+    args.impl = args.impl or DEFAULT_IMPLS[args.device]
     if args.one:
         import torch
         torch.set_num_threads(args.threads)

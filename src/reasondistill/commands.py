@@ -36,6 +36,10 @@ class TrainConfig(Options):
     group_by_length: bool = opt(True, "batch sequences of similar length together (less padding)")
     gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass: less memory, more time")
     loss_chunk_tokens: int = opt(256, "target tokens per LM-head chunk (bounds the logits held in memory)", ge=1)
+    use_liger_kernel: Literal["auto", "true", "false"] = opt(
+        "auto", "liger-kernel's fused linear cross-entropy for the token losses (pip install 'reasondistill[liger]'): "
+        "auto uses it on CUDA where it applies (a plain linear head, no token-level KD), true insists "
+        "(error without CUDA or liger), false never")
     # Token-level KD is the trainer's (every method accepts a teacher); the train flags of the same
     # names reach it through the method's options (MethodOptions), so they are not flags here.
     teacher_model: str | None = opt(None, "token-level KD from this open teacher", cli=False)
@@ -45,6 +49,12 @@ class TrainConfig(Options):
     kd_weight: float = opt(1.0, "weight of the KD term", ge=0, cli=False)
     kd_temperature: float = opt(1.0, "softmax temperature of the KD term", gt=0, cli=False)
     kd_beta: float = opt(0.5, "jsd: mixture weight of the teacher", gt=0, lt=1, cli=False)
+
+    @field_validator("use_liger_kernel", mode="before")
+    @classmethod
+    def _bool_is_text(cls, value: Any) -> Any:
+        """YAML's ``true``/``false`` and the API's ``True``/``False`` are the settings of those names."""
+        return str(value).lower() if isinstance(value, bool) else value
 
     def kd(self):
         """The KD settings, checked (a teacher named, or none: KD off)."""

@@ -4,7 +4,8 @@
   masks), and what its forward hands the trainer (hidden states, sequence-level losses);
 - ``head``: the student split into its body (hidden states) and its LM head, for any HF causal LM;
 - ``chunked``: next-token cross-entropy (and any per-token term such as KD) computed from hidden
-  states in chunks, so the ``batch x length x vocab`` logits never exist.
+  states in chunks, so the ``batch x length x vocab`` logits never exist;
+- ``liger``: liger-kernel's fused linear cross-entropy in place of the chunks, on CUDA where it applies.
 """
 
 from .chunked import token_losses

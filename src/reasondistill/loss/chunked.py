@@ -5,8 +5,9 @@ chunk of at most ``chunk_tokens`` rows goes through the LM head, the cross-entro
 per-token term (token-level KD) inside ``torch.utils.checkpoint``: the forward keeps no chunk's
 logits, the backward recomputes them one chunk at a time. So the largest vocabulary-sized tensor is
 ``chunk_tokens x vocab`` floats, whatever the batch and sequence length, at the price of running the
-head twice on the target rows. (liger-kernel's fused linear cross-entropy computes the gradient in
-the forward instead; ``liger.py`` uses it on CUDA where it applies.)
+head twice on the target rows. On CUDA, with liger-kernel installed, a plain linear head and no extra
+term, liger's fused linear cross-entropy computes the same per-token losses in Triton kernels instead
+(``liger.py`` says when; the ``use_liger_kernel`` option chooses).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+from . import liger
 
 CHUNK_TOKENS = 256
 # extra(student_logits [n, V] float, start, stop) -> per-token term [n]; rows start..stop of the gather.
@@ -31,13 +34,16 @@ def _chunk(head, extra: Extra | None, start: int, stop: int, hidden: torch.Tenso
 
 
 def token_losses(head, hidden: torch.Tensor, positions: torch.Tensor, input_ids: torch.Tensor, *,
-                 extra: Extra | None = None, chunk_tokens: int = CHUNK_TOKENS
+                 extra: Extra | None = None, chunk_tokens: int = CHUNK_TOKENS, use_liger_kernel: str = "auto"
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token cross-entropy ``[N]`` (and ``extra``'s term ``[N]``) at the True entries of
     ``positions`` ``[B, T-1]`` in row-major order, position ``p`` predicting ``input_ids[:, p+1]``.
-    ``hidden`` is ``[B, T, d]`` (the head's input)."""
+    ``hidden`` is ``[B, T, d]`` (the head's input). ``use_liger_kernel`` (auto/true/false) allows
+    liger's fused kernel where it applies (``liger.py``)."""
     rows = hidden[:, :-1][positions]
     ids = input_ids[:, 1:][positions]
+    if rows.size(0) and liger.use_fused(use_liger_kernel, head, rows.device, extra is not None):
+        return liger.fused_token_losses(head, rows, ids), None
     ce_parts, extra_parts = [], []
     grad = torch.is_grad_enabled() and rows.requires_grad
     for start in range(0, rows.size(0), chunk_tokens):

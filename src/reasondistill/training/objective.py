@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..loss import Targets, token_losses
+from ..loss import Targets, liger, token_losses
 from ..methods import ANSWER, RATIONALE, Method
 
 
@@ -31,13 +31,16 @@ class TrainingModule(nn.Module):
     """The student plus the method's extra modules, so DDP sees (and syncs) every trained weight
     and the method's whole loss runs inside one forward."""
 
-    def __init__(self, model: nn.Module, method: Method, distiller=None, chunk_tokens: int = 256) -> None:
+    def __init__(self, model: nn.Module, method: Method, distiller=None, chunk_tokens: int = 256,
+                 use_liger_kernel: str = "auto") -> None:
         super().__init__()
         self.model = model
         self.extras = nn.ModuleDict(method.modules())
         self.method = [method]        # lists: not registered as submodules (the teacher is not trained)
         self.distiller = [distiller]
         self.chunk_tokens = chunk_tokens
+        self.use_liger_kernel = use_liger_kernel
+        self.loss_path: str | None = None  # "liger" or "chunked", as the last training forward took it
 
     def forward(self, batch: dict[str, torch.Tensor], totals: dict[str, torch.Tensor],
                 scale: float = 1.0) -> dict[str, torch.Tensor]:
@@ -47,7 +50,10 @@ class TrainingModule(nn.Module):
         positions = targets.positions()
         kd_term = distiller.chunk_term(batch, positions) if distiller is not None and self.training else None
         ce, kd = token_losses(out.head, out.hidden, positions, batch["input_ids"], extra=kd_term,
-                              chunk_tokens=self.chunk_tokens)
+                              chunk_tokens=self.chunk_tokens, use_liger_kernel=self.use_liger_kernel)
+        if self.training:
+            fused = liger.why_not(self.use_liger_kernel, out.head, out.hidden.device, kd_term is not None) is None
+            self.loss_path = "liger" if fused else "chunked"
         loss, kd_sum = _token_terms(targets, positions, ce, kd, totals)
         for group, mask in targets.sequences.items():
             per_sequence = torch.where(mask > 0, out.sequences[group], torch.zeros_like(out.sequences[group]))

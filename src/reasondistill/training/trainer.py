@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..io import append_jsonl
+from ..loss import liger
 from ..methods import Method
 from ..processes import fsdp_not_applied, needs_cpu_flag, shard_batches
 from ..tasks import Example
@@ -50,7 +51,7 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
     Runs the method's whole lifecycle (``prepare``, the loop with ``on_step``, ``finish``).
 
     Returns a summary (steps, seconds, final loss, tokens per second, sequences cut/dropped by
-    ``max_length``). The caller saves the final model (see ``api.train``)."""
+    ``max_length``, ``loss_path``: liger or chunked). The caller saves the final model (see ``api.train``)."""
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, set_seed
     from transformers import get_cosine_schedule_with_warmup
@@ -64,6 +65,7 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
     accelerator = Accelerator(mixed_precision=mixed, cpu=needs_cpu_flag(),
                               dataloader_config=DataLoaderConfiguration(split_batches=True))
     set_seed(config.seed)
+    liger.check_setting(config.use_liger_kernel, accelerator.device)
     if accelerator.device.type == "cpu":
         fix_mmap_threshold()  # vocabulary-sized chunks go back to the system when freed (cpu_memory.py)
     if (note := fsdp_not_applied(accelerator.distributed_type.value)) and accelerator.is_main_process:
@@ -98,7 +100,7 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
     loader = DataLoader(features, batch_sampler=mine, collate_fn=lambda fs: collate(fs, pad_id),
                         generator=torch.Generator().manual_seed(config.seed))
 
-    module = TrainingModule(model, method, distiller, config.loss_chunk_tokens)
+    module = TrainingModule(model, method, distiller, config.loss_chunk_tokens, config.use_liger_kernel)
     lr = config.lr if config.lr is not None else (1e-3 if tiny else 5e-5)
     decay, no_decay = [], []
     for name, p in module.named_parameters():
@@ -204,7 +206,8 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
     method.finish(model, tokenizer, examples)
     return {"steps": step, "resumed_from": resumed_from, "seconds": round(elapsed, 2),
             "final_loss": last.get("loss"), "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1),
-            "tokens": tokens, "distributed_type": str(accelerator.distributed_type.value), **summary}
+            "tokens": tokens, "distributed_type": str(accelerator.distributed_type.value),
+            "loss_path": accelerator.unwrap_model(module).loss_path, **summary}
 
 
 def _sum_over_processes(accelerator, values: dict[str, float]) -> dict[str, float]:

@@ -86,6 +86,9 @@ def run_train(o: TrainOptions) -> dict:
     config = o.training().model_copy(update=kd_given)
     kd = config.kd()  # checked before any work
     method_obj = get_method(o.method, **method_options)
+    if config.packing:  # refused before any data is loaded (the trainer checks again for direct callers)
+        from .training.packing import check_method
+        check_method(method_obj, kd=kd.enabled)
     seed = o.seed
     examples = load_task(o.data, o.split, n=o.n, seed=seed if o.split_seed is None else o.split_seed,
                          hallucination=o.hallucination, test_fraction=o.test_fraction, format=o.format)

@@ -40,6 +40,8 @@ class TrainConfig(Options):
         "auto", "liger-kernel's fused linear cross-entropy for the token losses (pip install 'reasondistill[liger]'): "
         "auto uses it on CUDA where it applies (a plain linear head, no token-level KD), true insists "
         "(error without CUDA or liger), false never")
+    packing: bool = opt(False, "pack several sequences into each one of up to max_length tokens (padding-free: "
+                        "position ids restart per sequence, no attention across them); per-token methods only")
     # Token-level KD is the trainer's (every method accepts a teacher); the train flags of the same
     # names reach it through the method's options (MethodOptions), so they are not flags here.
     teacher_model: str | None = opt(None, "token-level KD from this open teacher", cli=False)

@@ -11,6 +11,7 @@ class AnswerOnly(Method):
     name = "answer_only"
     uses_rationale = False
     token_layout = "answer_only"
+    packs = True
     def prompt(self, example: Example) -> str:
         return self.layout.prompt(format_question(example), "Answer:")
 

@@ -111,6 +111,9 @@ class Method:
     token_layout: ClassVar[str | None] = None
     # True: the sequences one example makes share a batch (prefix's two tasks train in every step).
     batch_examples_together: ClassVar[bool] = False
+    # True: the loss is per-token only and the forward reads just the batch's tokens, so several
+    # sequences may be packed into one row (``training/packing.py``).
+    packs: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         self.options = method_option_values(type(self).Options, options, self.name)
@@ -206,6 +209,8 @@ class Method:
             noise = torch.rand(ids.shape, device=ids.device, generator=generator)
             drop = (batch["spans"] == RATIONALE) & (noise < self.mask_rationale)
             ids = ids.masked_fill(drop, pad)
+        if "position_ids" in batch:  # packed rows: the block-diagonal mask comes from the positions (packing.py)
+            return {"input_ids": ids, "position_ids": batch["position_ids"], "use_cache": False}
         return {"input_ids": ids, "attention_mask": batch["attention_mask"]}
 
     def forward_hidden(self, model, batch: dict[str, torch.Tensor]) -> StudentOutput:

@@ -77,6 +77,7 @@ class KPOD(PreThinking):
     name = "kpod"
     chat_layout = False  # its own token layout (steps, weights): plain text only
     token_layout = "kpod"  # its own tokenisation step by step, known only after prepare()
+    packs = False  # per-sequence fields (example index, step counts) in every batch
     class Options(PreThinking.Options):
         weight_floor: float = opt(0.5, "token weight of a dropped token (keypoints weigh up to 1/floor more)",
                                   ge=0, le=1)

@@ -18,6 +18,7 @@ class PostThinking(Method):
     name = "post_thinking"
     answer_first = True
     token_layout = "post_thinking"
+    packs = True
     class Options(Method.Options):
         answer_weight: float = opt(1.0, "weight of the answer tokens' cross-entropy", ge=0)
         rationale_weight: float = opt(0.5, "weight of the rationale tokens' cross-entropy (after the answer)", ge=0)

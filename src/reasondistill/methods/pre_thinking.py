@@ -16,6 +16,7 @@ ANSWER_MARKER = "\nAnswer:"
 class PreThinking(Method):
     name = "pre_thinking"
     token_layout = "pre_thinking"  # one next-token loss over rationale and answer: the default targets
+    packs = True
     answer_marker = ANSWER_MARKER  # a thinking budget forces it
 
     def prompt(self, example: Example) -> str:

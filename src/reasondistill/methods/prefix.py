@@ -16,6 +16,7 @@ from .base import ANSWER, EOS, PROMPT, RATIONALE, Feature, Method, format_questi
 class Prefix(Method):
     name = "prefix"
     token_layout = "prefix"
+    packs = True
     batch_examples_together = True  # both tasks in every step, whatever length grouping does
     class Options(Method.Options):
         rationale_weight: float = opt(1.0, "weight of the [rationale] task's loss beside the [answer] task", ge=0)

@@ -63,6 +63,7 @@ class PostSemanticThinking(PostThinking):
     name = "pst"
     answer_first = True
     token_layout = "post_thinking"  # PT's token sequences: stored teacher logits of PT serve PST
+    packs = False  # the alignment pools each rationale's hidden states: one sequence per row
     class Options(PostThinking.Options):
         rationale_weight: float = opt(0.1, "weight of the rationale tokens' cross-entropy (small: paraphrases "
                                       "of the right reasoning cost little)", ge=0)

@@ -27,7 +27,7 @@ from ..loss import liger
 from ..methods import Method
 from ..processes import fsdp_not_applied, needs_cpu_flag, shard_batches
 from ..tasks import Example
-from . import checkpoint
+from . import checkpoint, packing
 from .config import TrainConfig
 from .cpu_memory import fix_mmap_threshold
 from .data import build_features, check_examples, collate, example_batches
@@ -51,7 +51,8 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
     Runs the method's whole lifecycle (``prepare``, the loop with ``on_step``, ``finish``).
 
     Returns a summary (steps, seconds, final loss, tokens per second, sequences cut/dropped by
-    ``max_length``, ``loss_path``: liger or chunked). The caller saves the final model (see ``api.train``)."""
+    ``max_length``, ``packing``: how many sequences went into how many rows, ``loss_path``: liger or
+    chunked). The caller saves the final model (see ``api.train``)."""
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, set_seed
     from transformers import get_cosine_schedule_with_warmup
@@ -72,10 +73,19 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
         print(note, flush=True)
     check_examples(method, examples)
     distiller = _distiller(method, config, tokenizer)
+    if config.packing:
+        packing.check_method(method, kd=distiller is not None)
+        packing.check_model(model)
     method.prepare(examples, tokenizer, model)
     truncation: dict[str, int] = {}
     groups: list[int] = []
     features = build_features(method, examples, tokenizer, config.max_length, truncation, groups)
+    packed = None
+    if config.packing:  # rows of several sequences each; they batch like sequences of their own
+        packed = {"sequences": len(features)}
+        features = packing.pack(features, config.max_length)
+        groups = list(range(len(features)))
+        packed["rows"] = len(features)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -127,7 +137,7 @@ def train(method: Method, model, tokenizer, examples: list[Example], out_dir: st
     elif accelerator.is_main_process and metrics_path.exists():
         metrics_path.unlink()
     summary = {"n_features": len(features), "truncated": truncation, "lr": lr, "mixed_precision": mixed,
-               "num_processes": accelerator.num_processes}
+               "num_processes": accelerator.num_processes, "packing": packed}
     if step >= config.max_steps:
         return {"steps": step, "resumed_from": step, **summary}
 

@@ -230,12 +230,12 @@ def update_readme(readme: Path = README, results_dir: Path = RESULTS) -> list[st
     done = []
     for path in sorted(results_dir.glob("*.json")):
         name = path.stem
-        pattern = re.compile(rf"(<!-- table:{re.escape(name)} -->\n).*?(\n<!-- /table:{re.escape(name)} -->)",
-                             re.DOTALL)
+        pattern = re.compile(rf"(<!-- table:{re.escape(name)} -->\n).*?\n?(<!-- /table:{re.escape(name)} -->)",
+                             re.DOTALL)  # an empty block (a new marker pair) matches too
         match = pattern.search(text)
         if match:
             block = render(json.loads(path.read_text()))
-            text = text[:match.end(1)] + block + text[match.start(2):]
+            text = text[:match.end(1)] + block + "\n" + text[match.start(2):]
             done.append(name)
     tmp = readme.with_name(f".{readme.name}.tmp")
     tmp.write_text(text)

@@ -53,7 +53,7 @@ def suite_config(suite: str, smoke: bool, overrides: dict | None = None, gpu: bo
     if raw.get("data_root") and not Path(raw["data_root"]).is_absolute():
         raw["data_root"] = str((path.parent / raw["data_root"]).resolve())
     for key, value in (overrides or {}).items():
-        if key in ("max_steps", "batch_size"):
+        if key in ("max_steps", "batch_size", "max_length"):
             raw["training"] = {**raw.get("training", {}), key: value}
         elif key == "methods":  # a row of the config by its name (with its options), else a plain method
             rows = {(m if isinstance(m, str) else m.get("name") or m.get("method")): m for m in raw["methods"]}
@@ -78,6 +78,7 @@ def main() -> int:
     parser.add_argument("--max-steps", type=int, help="override training.max_steps")
     parser.add_argument("--tasks", nargs="+", help="override the config's tasks")
     parser.add_argument("--batch-size", type=int, help="override training.batch_size")
+    parser.add_argument("--max-length", type=int, help="override training.max_length (longer traces)")
     parser.add_argument("--student", help="override the config's student (e.g. mini:chars)")
     parser.add_argument("--n-train", type=int, help="override the config's n_train")
     parser.add_argument("--n-test", type=int, help="override the config's n_test")
@@ -85,7 +86,8 @@ def main() -> int:
                                                      "softcot-main softcot) or plain methods")
     parser.add_argument("--keep", nargs="+", choices=["correct", "all"], help="override the config's rationale filters")
     parser.add_argument("--gpu", action="store_true", help="the config's gpu: settings, cells in parallel processes")
-    parser.add_argument("--jobs", type=int, default=8, help="--gpu: processes at once (default 8)")
+    parser.add_argument("--jobs", type=int, help="processes at once, one per task and seed (default: 8 with "
+                        "--gpu, else 1; on CPU give each OMP_NUM_THREADS=1)")
     parser.add_argument("--table", action="store_true", help="only refresh bench/README.md from bench/results")
     args = parser.parse_args()
     if args.table:
@@ -96,15 +98,17 @@ def main() -> int:
 
     from reasondistill import compare
     overrides = {k: v for k, v in (("seeds", args.seeds), ("hallucination", args.hallucination),
-                                   ("max_steps", args.max_steps), ("batch_size", args.batch_size), ("tasks", args.tasks), ("student", args.student),
-                                   ("methods", args.methods), ("keep", args.keep), ("n_train", args.n_train),
-                                   ("n_test", args.n_test)) if v is not None}
+                                   ("max_steps", args.max_steps), ("batch_size", args.batch_size),
+                                   ("max_length", args.max_length), ("tasks", args.tasks),
+                                   ("student", args.student), ("methods", args.methods), ("keep", args.keep),
+                                   ("n_train", args.n_train), ("n_test", args.n_test)) if v is not None}
     cfg = suite_config(args.suite, args.smoke, overrides, gpu=args.gpu)
     runs = Path(args.runs or cfg["out"])
     started = time.perf_counter()
-    if args.gpu:
+    jobs = args.jobs or (8 if args.gpu else 1)
+    if jobs > 1:
         from _parallel import compare_parallel
-        results = compare_parallel(cfg, runs, args.jobs)
+        results = compare_parallel(cfg, runs, jobs)
     else:
         results = compare(cfg, out=runs)
     wall = time.perf_counter() - started

@@ -100,3 +100,28 @@ def test_time_curve_drawn_for_long_traces_and_budgets_only(tmp_path):
     assert "Accuracy against time to answer, per setting" in titles
     short = [r | {"task": "synthetic-coin_flip"} for r in long if "@" not in r["method"]]
     assert plot_time_curve(short, tmp_path / "none.png") is None  # nothing to add to the trade-off plot
+
+
+def test_overrides_reach_the_training_section(bench):
+    quality, _ = bench
+    cfg = quality.suite_config("long", False, {"max_length": 1152, "max_steps": 7,
+                                               "methods": ["pre_thinking", "pre_thinking@64"]})
+    assert cfg["training"]["max_length"] == 1152 and cfg["training"]["max_steps"] == 7
+    assert [m["name"] for m in cfg["methods"]] == ["pre_thinking", "pre_thinking@64"]
+    assert cfg["methods"][1]["think_budget"] == 64
+
+
+def test_readme_refresh_fills_a_new_marker_pair_and_is_idempotent(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import _table
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "speed-x.json").write_text(json.dumps({"kind": "speed", "date": "d", "command": "c", "goals": [
+        {"name": "a / b", "value": 0.5, "op": "<=", "goal": 1, "met": True}]}))
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- table:speed-x -->\n<!-- /table:speed-x -->\n\ntail\n")
+    assert _table.update_readme(readme, results) == ["speed-x"]
+    once = readme.read_text()
+    assert "a / b" in once and once.endswith("<!-- /table:speed-x -->\n\ntail\n")
+    _table.update_readme(readme, results)
+    assert readme.read_text() == once

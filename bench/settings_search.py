@@ -51,6 +51,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     p.add_argument("--label", help="run folder name (default from the settings)")
+    p.add_argument("--note", default="", help="what else differs in this run (shown in the table)")
+    p.add_argument("--tracking-wording", choices=["had-gets", "state"],
+                   help="another wording of the tracking rationale (bench/_tracking_wordings.py)")
     args = p.parse_args()
 
     import torch
@@ -58,9 +61,14 @@ def main() -> int:
     from reasondistill import api
     from reasondistill.io import atomic_write_json, read_json
     torch.set_num_threads(args.threads)
+    if args.tracking_wording:
+        import _tracking_wordings
+        _tracking_wordings.use(args.tracking_wording)
+        args.note = args.note or f'"{args.tracking_wording}" wording'
     task = args.task if "/" in args.task else f"synthetic/{args.task}"
     label = args.label or (f"{task.split('/')[-1]}-{args.method}-{args.student.replace(':', '_')}-n{args.n_train}"
-                           f"-s{args.max_steps}-lr{args.lr:g}-seed{args.seed}")
+                           f"-s{args.max_steps}-lr{args.lr:g}-seed{args.seed}"
+                           + (f"-{args.tracking_wording}" if args.tracking_wording else ""))
     run_dir = Path("runs/settings") / label
     started = time.perf_counter()
     training = {"max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
@@ -82,7 +90,8 @@ def main() -> int:
                                                                                           args.n_test, args.seed), 4),
               "tokens_to_answer": round(metrics["tokens_to_answer"], 1),
               "final_loss": record["train"].get("final_loss"), "train_seconds": round(train_s, 1),
-              "seconds": None if reused else round(time.perf_counter() - started, 1), "reused": reused}
+              "seconds": None if reused else round(time.perf_counter() - started, 1), "reused": reused,
+              "note": args.note}
     with open(RESULTS.with_suffix(".lock"), "w") as lock:  # calls may run side by side
         fcntl.flock(lock, fcntl.LOCK_EX)
         log = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"kind": "settings-search", "runs": []}

@@ -125,3 +125,23 @@ def test_readme_refresh_fills_a_new_marker_pair_and_is_idempotent(tmp_path, monk
     assert "a / b" in once and once.endswith("<!-- /table:speed-x -->\n\ntail\n")
     _table.update_readme(readme, results)
     assert readme.read_text() == once
+
+
+@pytest.mark.parametrize("wording", ["had-gets", "state"])
+def test_tracking_wordings_replay_every_swap_and_keep_the_conclusion(bench, monkeypatch, wording):
+    """The settings search's other tracking wordings: the colours they state after each swap are the
+    true holdings (replayed here), and the conclusion still argues for the gold answer."""
+    import _tracking_wordings
+
+    from reasondistill.tasks import rationale_answer, synthetic
+    monkeypatch.setattr(synthetic, "_track", _tracking_wordings.WORDINGS[wording])
+    for ex in generate("tracking", 30, seed=2):
+        p = ex.meta["problem"]
+        names, balls = p["names"], p["balls"]
+        holding = dict(zip(names, balls))
+        for a, b in p["swaps"]:
+            holding[names[a]], holding[names[b]] = holding[names[b]], holding[names[a]]
+            after = (f"{names[a]} gets {holding[names[a]]} and {names[b]} gets {holding[names[b]]}"
+                     if wording == "had-gets" else ", ".join(f"{n} has {holding[n]}" for n in names))
+            assert after in ex.rationale, (after, ex.rationale)
+        assert rationale_answer(ex, ex.rationale) == ex.answer

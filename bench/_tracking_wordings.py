@@ -1,0 +1,51 @@
+"""Other wordings of the scripted tracking rationale, tried in the settings search (not adopted).
+
+The built-in wording (tasks/synthetic.py) writes "A and B swap, so A has X and B has Y": each colour
+is a lookup of the other person's latest ball through every swap before it. These two split that
+step to find which part a tiny student fails to learn:
+
+- ``had-gets``: "A and B swap: A had X and B had Y, so A gets Y and B gets X." The swap itself is
+  a copy of two words in the same sentence; only the "had" colours need a lookup by name.
+- ``state``: the three holdings restated in the question's order, first as the question gives them
+  and after every swap: "A has X, B has Y, C has Z. A and B swap: A has Y, B has X, C has Z."
+  Copying an unchanged holding is a copy from the same place in the previous line.
+
+``use(name)`` swaps the task's ``_track`` for the variant in this process before any data is made.
+"""
+
+from __future__ import annotations
+
+
+def _had_gets(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    names, balls = p["names"], p["balls"]
+    holding, sents = list(range(3)), []
+    for k, (a, b) in enumerate(p["swaps"]):
+        had = f"{names[a]} had {balls[holding[a]]} and {names[b]} had {balls[holding[b]]}"
+        if k != skip:  # a skipped swap is the hallucinated step: told as if nothing changed
+            holding[a], holding[b] = holding[b], holding[a]
+        sents.append(f"{names[a]} and {names[b]} swap: {had}, so {names[a]} gets {balls[holding[a]]}"
+                     f" and {names[b]} gets {balls[holding[b]]}.")
+    return sents, holding[p["target"]]
+
+
+def _state(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    names, balls = p["names"], p["balls"]
+    holding = list(range(3))
+
+    def state() -> str:
+        return ", ".join(f"{names[i]} has {balls[holding[i]]}" for i in range(3))
+
+    sents = [f"{state()}."]
+    for k, (a, b) in enumerate(p["swaps"]):
+        if k != skip:
+            holding[a], holding[b] = holding[b], holding[a]
+        sents.append(f"{names[a]} and {names[b]} swap: {state()}.")
+    return sents, holding[p["target"]]
+
+
+WORDINGS = {"had-gets": _had_gets, "state": _state}
+
+
+def use(name: str) -> None:
+    from reasondistill.tasks import synthetic
+    synthetic._track = WORDINGS[name]

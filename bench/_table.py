@@ -132,11 +132,13 @@ def long_goals(rows: list[dict]) -> str:
                 continue
             ratio = ms(method, lo) / ms("pre_thinking", lo)
             drop = acc(method, lo) - acc(method, hi)
+            robustness = ("hallucination goal: n/a, one rate" if lo == hi else
+                          f"accuracy lost from h={lo:g} to h={hi:g}: {drop:+.3f} against pre_thinking's "
+                          f"{pre_drop:+.3f} (goal ≤ a third: "
+                          + ("n/a, pre_thinking lost nothing" if pre_drop <= 0 else
+                             ("met" if drop <= pre_drop / 3 else "**not met**")) + ")")
             lines.append(f"- {task}, {method}: time to answer {ratio:.4f}× pre_thinking's at h={lo:g} "
-                         f"(goal ≤ 0.02×: {'met' if ratio <= 0.02 else '**not met**'}); accuracy lost from h={lo:g} "
-                         f"to h={hi:g}: {drop:+.3f} against pre_thinking's {pre_drop:+.3f} (goal ≤ a third: "
-                         + ("n/a, pre_thinking lost nothing" if pre_drop <= 0 else
-                            ("met" if drop <= pre_drop / 3 else "**not met**")) + ")")
+                         f"(goal ≤ 0.02×: {'met' if ratio <= 0.02 else '**not met**'}); {robustness}")
     return "\n".join(lines)
 
 

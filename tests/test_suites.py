@@ -145,3 +145,18 @@ def test_tracking_wordings_replay_every_swap_and_keep_the_conclusion(bench, monk
                      if wording == "had-gets" else ", ".join(f"{n} has {holding[n]}" for n in names))
             assert after in ex.rationale, (after, ex.rationale)
         assert rationale_answer(ex, ex.rationale) == ex.answer
+
+
+def test_long_goals_judge_time_and_robustness_and_say_na_for_one_rate(bench):
+    import _table
+
+    def row(method, h, acc, ms):
+        return {"task": "t", "method": method, "hallucination": h, "accuracy": acc, "ms_to_answer": ms}
+    rows = [row("pre_thinking", 0.0, 0.9, 100.0), row("pre_thinking", 0.4, 0.6, 100.0),
+            row("post_thinking", 0.0, 0.9, 1.0), row("post_thinking", 0.4, 0.85, 1.0),
+            row("pst", 0.0, 0.9, 5.0), row("pst", 0.4, 0.7, 5.0)]
+    post, pst = _table.long_goals(rows).splitlines()
+    assert "0.0100×" in post and "(goal ≤ 0.02×: met)" in post and "goal ≤ a third: met" in post
+    assert "**not met**); " in pst and "goal ≤ a third: **not met**" in pst  # 0.05×; lost 0.2 > 0.3 / 3
+    one_rate = _table.long_goals([r for r in rows if r["hallucination"] == 0.0])
+    assert one_rate.count("n/a, one rate") == 2 and "lost from" not in one_rate

@@ -43,7 +43,41 @@ def _state(p: dict, skip: int = -1) -> tuple[list[str], int]:
     return sents, holding[p["target"]]
 
 
-WORDINGS = {"had-gets": _had_gets, "state": _state}
+def _holder_after(a: int, b: int, who: int) -> int:
+    """Who holds, after ``a`` and ``b`` swap, the ball ``who`` held before (or, read backwards, whose
+    ball ``who`` holds after the swap): the swap is its own inverse."""
+    return b if who == a else a if who == b else who
+
+
+def _back(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    names, balls, swaps = p["names"], p["balls"], p["swaps"]
+    who, sents = p["target"], [f"Trace {names[p['target']]}'s ball back from the end."]
+    for k in reversed(range(len(swaps))):
+        a, b = swaps[k]
+        if k != skip:
+            who = _holder_after(a, b, who)
+        sents.append(f"{names[a]} and {names[b]} swap, so before that it was {names[who]}'s.")
+    sents.append(f"{names[who]} has a {balls[who]} ball at the start.")
+    return sents, who
+
+
+def _balls(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    names, balls, swaps = p["names"], p["balls"], p["swaps"]
+    sents, final = [], -1
+    for ball in range(3):
+        who = ball
+        sents.append(f"The {balls[ball]} ball: {names[who]} has it.")
+        for k, (a, b) in enumerate(swaps):
+            if k != skip:
+                who = _holder_after(a, b, who)
+            sents.append(f"{names[a]} and {names[b]} swap: {names[who]} has it.")
+        sents.append(f"So the {balls[ball]} ball ends with {names[who]}.")
+        if who == p["target"]:
+            final = ball
+    return sents, final
+
+
+WORDINGS = {"had-gets": _had_gets, "state": _state, "back": _back, "balls": _balls}
 
 
 def use(name: str) -> None:

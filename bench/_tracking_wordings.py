@@ -1,14 +1,19 @@
 """Other wordings of the scripted tracking rationale, tried in the settings search (not adopted).
 
-The built-in wording (tasks/synthetic.py) writes "A and B swap, so A has X and B has Y": each colour
-is a lookup of the other person's latest ball through every swap before it. These two split that
-step to find which part a tiny student fails to learn:
+The built-in wording (tasks/synthetic.py) follows each ball forward, naming its holder after every
+swap; it was the ``balls`` wording here and replaced ``swap-so`` once the search showed students learn
+it. The others, kept so the search's rows can be replayed:
 
+- ``swap-so`` (the first built-in wording): "A and B swap, so A has X and B has Y": each colour is a
+  lookup of the other person's latest ball through every swap before it.
 - ``had-gets``: "A and B swap: A had X and B had Y, so A gets Y and B gets X." The swap itself is
   a copy of two words in the same sentence; only the "had" colours need a lookup by name.
 - ``state``: the three holdings restated in the question's order, first as the question gives them
   and after every swap: "A has X, B has Y, C has Z. A and B swap: A has Y, B has X, C has Z."
   Copying an unchanged holding is a copy from the same place in the previous line.
+- ``back``: the asked person's ball traced back from the last swap to the first ("so before that it
+  was B's"), then that person's colour at the start: one name per step, but the swaps are copied in
+  reverse order.
 
 ``use(name)`` swaps the task's ``_track`` for the variant in this process before any data is made.
 """
@@ -43,6 +48,17 @@ def _state(p: dict, skip: int = -1) -> tuple[list[str], int]:
     return sents, holding[p["target"]]
 
 
+def _swap_so(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    names, balls = p["names"], p["balls"]
+    holding, sents = list(range(3)), []
+    for k, (a, b) in enumerate(p["swaps"]):
+        if k != skip:
+            holding[a], holding[b] = holding[b], holding[a]
+        sents.append(f"{names[a]} and {names[b]} swap, so {names[a]} has {balls[holding[a]]}"
+                     f" and {names[b]} has {balls[holding[b]]}.")
+    return sents, holding[p["target"]]
+
+
 def _holder_after(a: int, b: int, who: int) -> int:
     """Who holds, after ``a`` and ``b`` swap, the ball ``who`` held before (or, read backwards, whose
     ball ``who`` holds after the swap): the swap is its own inverse."""
@@ -61,23 +77,7 @@ def _back(p: dict, skip: int = -1) -> tuple[list[str], int]:
     return sents, who
 
 
-def _balls(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    names, balls, swaps = p["names"], p["balls"], p["swaps"]
-    sents, final = [], -1
-    for ball in range(3):
-        who = ball
-        sents.append(f"The {balls[ball]} ball: {names[who]} has it.")
-        for k, (a, b) in enumerate(swaps):
-            if k != skip:
-                who = _holder_after(a, b, who)
-            sents.append(f"{names[a]} and {names[b]} swap: {names[who]} has it.")
-        sents.append(f"So the {balls[ball]} ball ends with {names[who]}.")
-        if who == p["target"]:
-            final = ball
-    return sents, final
-
-
-WORDINGS = {"had-gets": _had_gets, "state": _state, "back": _back, "balls": _balls}
+WORDINGS = {"had-gets": _had_gets, "state": _state, "back": _back, "swap-so": _swap_so}
 
 
 def use(name: str) -> None:

@@ -127,7 +127,7 @@ def test_readme_refresh_fills_a_new_marker_pair_and_is_idempotent(tmp_path, monk
     assert readme.read_text() == once
 
 
-@pytest.mark.parametrize("wording", ["had-gets", "state"])
+@pytest.mark.parametrize("wording", ["swap-so", "had-gets", "state", "back"])
 def test_tracking_wordings_replay_every_swap_and_keep_the_conclusion(bench, monkeypatch, wording):
     """The settings search's other tracking wordings: the colours they state after each swap are the
     true holdings (replayed here), and the conclusion still argues for the gold answer."""
@@ -141,9 +141,13 @@ def test_tracking_wordings_replay_every_swap_and_keep_the_conclusion(bench, monk
         holding = dict(zip(names, balls))
         for a, b in p["swaps"]:
             holding[names[a]], holding[names[b]] = holding[names[b]], holding[names[a]]
-            after = (f"{names[a]} gets {holding[names[a]]} and {names[b]} gets {holding[names[b]]}"
-                     if wording == "had-gets" else ", ".join(f"{n} has {holding[n]}" for n in names))
-            assert after in ex.rationale, (after, ex.rationale)
+            after = {"swap-so": f"so {names[a]} has {holding[names[a]]} and {names[b]} has {holding[names[b]]}",
+                     "had-gets": f"{names[a]} gets {holding[names[a]]} and {names[b]} gets {holding[names[b]]}",
+                     "state": ", ".join(f"{n} has {holding[n]}" for n in names)}.get(wording)
+            assert after is None or after in ex.rationale, (after, ex.rationale)
+        if wording == "back":  # the asked person's ball is traced to whoever held it at the start
+            final = holding[names[p["target"]]]
+            assert f"{names[balls.index(final)]} has a {final} ball at the start." in ex.rationale
         assert rationale_answer(ex, ex.rationale) == ex.answer
 
 

@@ -35,7 +35,8 @@ def test_examples_are_well_formed_and_short(task):
         assert e.task == f"synthetic/{task}" and e.answer_type == SYNTHETIC_TASKS[task].answer_type
         assert e.teacher_answer == e.answer and e.teacher_correct is True
         assert e.meta["hallucinated"] is False and "problem" in e.meta
-        assert len(e.rationale.split()) < 60 and len(e.question.split()) < 60
+        words = 120 if task == "tracking" else 60  # tracking follows each of the three balls
+        assert len(e.rationale.split()) < words and len(e.question.split()) < 60
         assert "answer" not in e.rationale.lower()  # methods add the answer line themselves
     assert len({e.id for e in examples}) == len(examples)
     if task == "arithmetic":
@@ -88,6 +89,25 @@ def test_coin_flip_rationale_follows_the_flips():
         heads ^= flip
         assert step.startswith(f"{name} {'flips' if flip else 'does not flip'} the coin")
         assert f"{'heads' if heads else 'tails'} up" in step
+
+
+def test_tracking_rationale_follows_every_ball_through_every_swap():
+    """Each ball's holder is named after each swap (replayed here), so a student reads every holder
+    from the step before it and never looks up a person's latest colour; the asked person's ball
+    is the one whose trace ends with them."""
+    for e in generate("tracking", 40, seed=5):
+        p = e.meta["problem"]
+        names, balls = p["names"], p["balls"]
+        expected = []
+        for ball in range(3):
+            who = names[ball]
+            expected.append(f"The {balls[ball]} ball: {who} has it.")
+            for a, b in p["swaps"]:
+                who = {names[a]: names[b], names[b]: names[a]}.get(who, who)
+                expected.append(f"{names[a]} and {names[b]} swap: {who} has it.")
+            expected.append(f"So the {balls[ball]} ball ends with {who}.")
+        expected.append(f"So {names[p['target']]} ends with the {e.choices[e.answer].split()[0]} ball.")
+        assert e.rationale == " ".join(expected)
 
 
 def test_scripted_rationale_serves_any_synthetic_example():

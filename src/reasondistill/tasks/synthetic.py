@@ -177,14 +177,24 @@ def _make_tracking(rng: random.Random):
 
 
 def _track(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    """Follow each ball forward, one holder per swap: "The red ball: Ann has it. Ann and Bo swap: Bo
+    has it." Every step names who holds the ball now, read from the step just before it and the swap
+    being copied, so a small student never has to find a person's latest colour among older ones
+    (the lookup it fails to learn; bench/README.md, settings search). Returns the sentences and the
+    index of the ball the asked person ends with."""
     names, balls = p["names"], p["balls"]
-    holding, sents = list(range(3)), []
-    for k, (a, b) in enumerate(p["swaps"]):
-        if k != skip:  # a skipped swap is the hallucinated step: told as if nothing changed
-            holding[a], holding[b] = holding[b], holding[a]
-        sents.append(f"{names[a]} and {names[b]} swap, so {names[a]} has {balls[holding[a]]}"
-                     f" and {names[b]} has {balls[holding[b]]}.")
-    return sents, holding[p["target"]]
+    sents, final = [], -1
+    for ball in range(3):
+        who = ball  # person i starts with ball i
+        sents.append(f"The {balls[ball]} ball: {names[who]} has it.")
+        for k, (a, b) in enumerate(p["swaps"]):
+            if k != skip:  # a skipped swap is the hallucinated step: told as if nothing changed
+                who = b if who == a else a if who == b else who
+            sents.append(f"{names[a]} and {names[b]} swap: {names[who]} has it.")
+        sents.append(f"So the {balls[ball]} ball ends with {names[who]}.")
+        if who == p["target"]:
+            final = ball
+    return sents, final
 
 
 def _write_tracking(p: dict, rng: random.Random, hallucinate: bool):

@@ -105,8 +105,9 @@ def test_tracking_rationale_follows_every_ball_through_every_swap():
             for a, b in p["swaps"]:
                 who = {names[a]: names[b], names[b]: names[a]}.get(who, who)
                 expected.append(f"{names[a]} and {names[b]} swap: {who} has it.")
-            expected.append(f"So the {balls[ball]} ball ends with {who}.")
-        expected.append(f"So {names[p['target']]} ends with the {e.choices[e.answer].split()[0]} ball.")
+            expected.append(f"So {who} ends with the {balls[ball]} ball.")
+        target = names[p["target"]]
+        expected.append(f"The question asks about {target}, so {target} ends with the {e.choices[e.answer]}.")
         assert e.rationale == " ".join(expected)
 
 

@@ -178,10 +178,11 @@ def _make_tracking(rng: random.Random):
 
 def _track(p: dict, skip: int = -1) -> tuple[list[str], int]:
     """Follow each ball forward, one holder per swap: "The red ball: Ann has it. Ann and Bo swap: Bo
-    has it." Every step names who holds the ball now, read from the step just before it and the swap
-    being copied, so a small student never has to find a person's latest colour among older ones
-    (the lookup it fails to learn; bench/README.md, settings search). Returns the sentences and the
-    index of the ball the asked person ends with."""
+    has it. So Bo ends with the red ball." Every step names who holds the ball now, read from the
+    step just before it and the swap being copied, so a small student never has to find a person's
+    latest colour among older ones (the lookup it fails to learn; bench/README.md, settings search);
+    the conclusion repeats the asked person's "X ends with the" sentence, a plain copy. Returns the
+    sentences and the index of the ball the asked person ends with."""
     names, balls = p["names"], p["balls"]
     sents, final = [], -1
     for ball in range(3):
@@ -191,7 +192,7 @@ def _track(p: dict, skip: int = -1) -> tuple[list[str], int]:
             if k != skip:  # a skipped swap is the hallucinated step: told as if nothing changed
                 who = b if who == a else a if who == b else who
             sents.append(f"{names[a]} and {names[b]} swap: {names[who]} has it.")
-        sents.append(f"So the {balls[ball]} ball ends with {names[who]}.")
+        sents.append(f"So {names[who]} ends with the {balls[ball]} ball.")
         if who == p["target"]:
             final = ball
     return sents, final
@@ -210,7 +211,8 @@ def _write_tracking(p: dict, rng: random.Random, hallucinate: bool):
             mode = "wrong_conclusion"
     if mode == "wrong_conclusion":
         final = rng.choice([b for b in range(3) if b != final])
-    sents.append(f"So {p['names'][p['target']]} ends with the {p['balls'][final]} ball.")
+    target = p["names"][p["target"]]
+    sents.append(f"The question asks about {target}, so {target} ends with the {p['balls'][final]} ball.")
     return " ".join(sents), mode
 
 

@@ -20,49 +20,42 @@ it. The others, kept so the search's rows can be replayed:
 
 from __future__ import annotations
 
+from reasondistill.tasks.synthetic import _holder_after
 
-def _had_gets(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    names, balls = p["names"], p["balls"]
-    holding, sents = list(range(3)), []
+
+def _replay(p: dict, skip: int) -> tuple[list[tuple[int, int, list[str], list[str]]], int]:
+    """Each swap as (a, b, colours before, colours after), a colour per person in the question's
+    order, and the ball the asked person ends with; the skipped swap (the hallucinated step) is
+    told as if nothing changed."""
+    balls, holding, steps = p["balls"], list(range(3)), []
     for k, (a, b) in enumerate(p["swaps"]):
-        had = f"{names[a]} had {balls[holding[a]]} and {names[b]} had {balls[holding[b]]}"
-        if k != skip:  # a skipped swap is the hallucinated step: told as if nothing changed
-            holding[a], holding[b] = holding[b], holding[a]
-        sents.append(f"{names[a]} and {names[b]} swap: {had}, so {names[a]} gets {balls[holding[a]]}"
-                     f" and {names[b]} gets {balls[holding[b]]}.")
-    return sents, holding[p["target"]]
-
-
-def _state(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    names, balls = p["names"], p["balls"]
-    holding = list(range(3))
-
-    def state() -> str:
-        return ", ".join(f"{names[i]} has {balls[holding[i]]}" for i in range(3))
-
-    sents = [f"{state()}."]
-    for k, (a, b) in enumerate(p["swaps"]):
+        before = [balls[i] for i in holding]
         if k != skip:
             holding[a], holding[b] = holding[b], holding[a]
-        sents.append(f"{names[a]} and {names[b]} swap: {state()}.")
-    return sents, holding[p["target"]]
+        steps.append((a, b, before, [balls[i] for i in holding]))
+    return steps, holding[p["target"]]
 
 
 def _swap_so(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    names, balls = p["names"], p["balls"]
-    holding, sents = list(range(3)), []
-    for k, (a, b) in enumerate(p["swaps"]):
-        if k != skip:
-            holding[a], holding[b] = holding[b], holding[a]
-        sents.append(f"{names[a]} and {names[b]} swap, so {names[a]} has {balls[holding[a]]}"
-                     f" and {names[b]} has {balls[holding[b]]}.")
-    return sents, holding[p["target"]]
+    names, (steps, final) = p["names"], _replay(p, skip)
+    return [f"{names[a]} and {names[b]} swap, so {names[a]} has {now[a]} and {names[b]} has {now[b]}."
+            for a, b, _, now in steps], final
 
 
-def _holder_after(a: int, b: int, who: int) -> int:
-    """Who holds, after ``a`` and ``b`` swap, the ball ``who`` held before (or, read backwards, whose
-    ball ``who`` holds after the swap): the swap is its own inverse."""
-    return b if who == a else a if who == b else who
+def _had_gets(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    names, (steps, final) = p["names"], _replay(p, skip)
+    return [f"{names[a]} and {names[b]} swap: {names[a]} had {was[a]} and {names[b]} had {was[b]}, "
+            f"so {names[a]} gets {now[a]} and {names[b]} gets {now[b]}." for a, b, was, now in steps], final
+
+
+def _state(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    names, (steps, final) = p["names"], _replay(p, skip)
+
+    def state(colours: list[str]) -> str:
+        return ", ".join(f"{name} has {colour}" for name, colour in zip(names, colours))
+
+    return [f"{state(steps[0][2])}."] + [f"{names[a]} and {names[b]} swap: {state(now)}."
+                                         for a, b, _, now in steps], final
 
 
 def _back(p: dict, skip: int = -1) -> tuple[list[str], int]:
@@ -70,7 +63,7 @@ def _back(p: dict, skip: int = -1) -> tuple[list[str], int]:
     who, sents = p["target"], [f"Trace {names[p['target']]}'s ball back from the end."]
     for k in reversed(range(len(swaps))):
         a, b = swaps[k]
-        if k != skip:
+        if k != skip:  # a swap is its own inverse: whose ball it was before is who holds it after
             who = _holder_after(a, b, who)
         sents.append(f"{names[a]} and {names[b]} swap, so before that it was {names[who]}'s.")
     sents.append(f"{names[who]} has a {balls[who]} ball at the start.")

@@ -176,13 +176,18 @@ def _make_tracking(rng: random.Random):
     return question, "ABC"[holding[target]], problem, choices
 
 
+def _holder_after(a: int, b: int, who: int) -> int:
+    """Who holds, after ``a`` and ``b`` swap, the ball that ``who`` held before."""
+    return b if who == a else a if who == b else who
+
+
 def _track(p: dict, skip: int = -1) -> tuple[list[str], int]:
     """Follow each ball forward, one holder per swap: "The red ball: Ann has it. Ann and Bo swap: Bo
     has it. So Bo ends with the red ball." Every step names who holds the ball now, read from the
     step just before it and the swap being copied, so a small student never has to find a person's
     latest colour among older ones (the lookup it fails to learn; bench/README.md, settings search);
-    the conclusion repeats the asked person's "X ends with the" sentence, a plain copy. Returns the
-    sentences and the index of the ball the asked person ends with."""
+    the conclusion repeats the asked person's "X ends with the" sentence. Returns the sentences and
+    the index of the ball the asked person ends with."""
     names, balls = p["names"], p["balls"]
     sents, final = [], -1
     for ball in range(3):
@@ -190,7 +195,7 @@ def _track(p: dict, skip: int = -1) -> tuple[list[str], int]:
         sents.append(f"The {balls[ball]} ball: {names[who]} has it.")
         for k, (a, b) in enumerate(p["swaps"]):
             if k != skip:  # a skipped swap is the hallucinated step: told as if nothing changed
-                who = b if who == a else a if who == b else who
+                who = _holder_after(a, b, who)
             sents.append(f"{names[a]} and {names[b]} swap: {names[who]} has it.")
         sents.append(f"So {names[who]} ends with the {balls[ball]} ball.")
         if who == p["target"]:

@@ -15,7 +15,12 @@ it. The others, kept so the search's rows can be replayed:
   was B's"), then that person's colour at the start: one name per step, but the swaps are copied in
   reverse order.
 
-``use(name)`` swaps the task's ``_track`` for the variant in this process before any data is made.
+- ``letters``/``gets``: the built-in trace with each ball named by its answer letter; the
+  conclusion still finds the asked person's trace end by name.
+- ``check``: after each ball's trace, "The question asks about X: no." or "...: yes, C.", so the
+  name comparison is local and the conclusion copies the letter after the one "yes".
+
+``use(name)`` swaps the task's ``_track`` (and ``_conclude``, where a wording has its own) for the variant in this process before any data is made.
 """
 
 from __future__ import annotations
@@ -70,9 +75,62 @@ def _back(p: dict, skip: int = -1) -> tuple[list[str], int]:
     return sents, who
 
 
-WORDINGS = {"had-gets": _had_gets, "state": _state, "back": _back, "swap-so": _swap_so}
+def _letter_blocks(p: dict, skip: int, ending: str) -> tuple[list[str], int]:
+    """The built-in ball-by-ball trace with each ball named by its answer letter, not its colour, so
+    the letter the answer needs is written in the trace; ``ending`` words each ball's last line."""
+    names, sents, final = p["names"], [], -1
+    for ball, letter in enumerate("ABC"):
+        who = ball
+        sents.append(f"Ball {letter}: {names[who]} has it.")
+        for k, (a, b) in enumerate(p["swaps"]):
+            if k != skip:
+                who = _holder_after(a, b, who)
+            sents.append(f"{names[a]} and {names[b]} swap: {names[who]} has it.")
+        sents.append(ending.format(name=names[who], letter=letter))
+        if who == p["target"]:
+            final = ball
+    return sents, final
+
+
+def _letters(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    return _letter_blocks(p, skip, "So {name} ends with ball {letter}.")
+
+
+def _gets(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    return _letter_blocks(p, skip, "So {name} gets {letter}.")
+
+
+def _check(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    sents, final = _letter_blocks(p, skip, "So {name} gets {letter}.")
+    target, out, k = p["names"][p["target"]], [], 0
+    for sent in sents:  # after each ball's last line: is its holder the person asked about?
+        out.append(sent)
+        if " gets " in sent:
+            holder, letter = sent[3:-1].split(" gets ")
+            out.append(f"The question asks about {target}: " + (f"yes, {letter}." if holder == target else "no."))
+    return out, final
+
+
+def _conclude_check(p: dict, final: int) -> str:
+    return f"So {p['names'][p['target']]} ends with ball {'ABC'[final]}."
+
+
+def _conclude_letters(p: dict, final: int) -> str:
+    target = p["names"][p["target"]]
+    return f"The question asks about {target}, so {target} ends with ball {'ABC'[final]}."
+
+
+def _conclude_gets(p: dict, final: int) -> str:
+    target = p["names"][p["target"]]
+    return f"The question asks about {target}, and {target} gets {'ABC'[final]}."
+
+
+WORDINGS = {"had-gets": _had_gets, "state": _state, "back": _back, "swap-so": _swap_so,
+            "letters": (_letters, _conclude_letters), "gets": (_gets, _conclude_gets),
+            "check": (_check, _conclude_check)}
 
 
 def use(name: str) -> None:
     from reasondistill.tasks import synthetic
-    synthetic._track = WORDINGS[name]
+    wording = WORDINGS[name]
+    synthetic._track, synthetic._conclude = wording if isinstance(wording, tuple) else (wording, synthetic._conclude)

@@ -164,3 +164,19 @@ def test_long_goals_judge_time_and_robustness_and_say_na_for_one_rate(bench):
     assert "**not met**); " in pst and "goal ≤ a third: **not met**" in pst  # 0.05×; lost 0.2 > 0.3 / 3
     one_rate = _table.long_goals([r for r in rows if r["hallucination"] == 0.0])
     assert one_rate.count("n/a, one rate") == 2 and "lost from" not in one_rate
+
+
+@pytest.mark.parametrize("wording", ["letters", "gets", "check"])
+def test_letter_wordings_name_the_gold_letter(bench, monkeypatch, wording):
+    """The letter wordings end on the gold answer's letter, and ``check`` says yes only for the ball
+    the asked person ends with."""
+    import _tracking_wordings
+
+    from reasondistill.tasks import synthetic
+    track, conclude = _tracking_wordings.WORDINGS[wording]
+    monkeypatch.setattr(synthetic, "_track", track)
+    monkeypatch.setattr(synthetic, "_conclude", conclude)
+    for ex in generate("tracking", 30, seed=2):
+        assert ex.rationale.rstrip(".").endswith(ex.answer), ex.rationale
+        if wording == "check":
+            assert ex.rationale.count(": yes") == 1 and f": yes, {ex.answer}." in ex.rationale

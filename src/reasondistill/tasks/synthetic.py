@@ -216,9 +216,14 @@ def _write_tracking(p: dict, rng: random.Random, hallucinate: bool):
             mode = "wrong_conclusion"
     if mode == "wrong_conclusion":
         final = rng.choice([b for b in range(3) if b != final])
-    target = p["names"][p["target"]]
-    sents.append(f"The question asks about {target}, so {target} ends with the {p['balls'][final]} ball.")
+    sents.append(_conclude(p, final))
     return " ".join(sents), mode
+
+
+def _conclude(p: dict, final: int) -> str:
+    """The last sentence: the asked person's ending, repeated from their ball's trace."""
+    target = p["names"][p["target"]]
+    return f"The question asks about {target}, so {target} ends with the {p['balls'][final]} ball."
 
 
 SYNTHETIC_TASKS: dict[str, SyntheticTask] = {t.name: t for t in [

@@ -75,9 +75,10 @@ def _back(p: dict, skip: int = -1) -> tuple[list[str], int]:
     return sents, who
 
 
-def _letter_blocks(p: dict, skip: int, ending: str) -> tuple[list[str], int]:
+def _letter_blocks(p: dict, skip: int, ending) -> tuple[list[str], int]:
     """The built-in ball-by-ball trace with each ball named by its answer letter, not its colour, so
-    the letter the answer needs is written in the trace; ``ending`` words each ball's last line."""
+    the letter the answer needs is written in the trace; ``ending(holder, letter)`` words each
+    ball's last line."""
     names, sents, final = p["names"], [], -1
     for ball, letter in enumerate("ABC"):
         who = ball
@@ -86,29 +87,27 @@ def _letter_blocks(p: dict, skip: int, ending: str) -> tuple[list[str], int]:
             if k != skip:
                 who = _holder_after(a, b, who)
             sents.append(f"{names[a]} and {names[b]} swap: {names[who]} has it.")
-        sents.append(ending.format(name=names[who], letter=letter))
+        sents.append(ending(names[who], letter))
         if who == p["target"]:
             final = ball
     return sents, final
 
 
 def _letters(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    return _letter_blocks(p, skip, "So {name} ends with ball {letter}.")
+    return _letter_blocks(p, skip, lambda name, letter: f"So {name} ends with ball {letter}.")
 
 
 def _gets(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    return _letter_blocks(p, skip, "So {name} gets {letter}.")
+    return _letter_blocks(p, skip, lambda name, letter: f"So {name} gets {letter}.")
 
 
 def _check(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    sents, final = _letter_blocks(p, skip, "So {name} gets {letter}.")
-    target, out, k = p["names"][p["target"]], [], 0
-    for sent in sents:  # after each ball's last line: is its holder the person asked about?
-        out.append(sent)
-        if " gets " in sent:
-            holder, letter = sent[3:-1].split(" gets ")
-            out.append(f"The question asks about {target}: " + (f"yes, {letter}." if holder == target else "no."))
-    return out, final
+    target = p["names"][p["target"]]
+
+    def ending(name: str, letter: str) -> str:  # is this ball's holder the person asked about?
+        return (f"So {name} gets {letter}. The question asks about {target}: "
+                + (f"yes, {letter}." if name == target else "no."))
+    return _letter_blocks(p, skip, ending)
 
 
 def _conclude_check(p: dict, final: int) -> str:

@@ -190,13 +190,13 @@ def header(result: dict) -> str:
 
 def settings_table(result: dict) -> str:
     """The settings search log: one line per single-cell run, in the order they were run."""
-    lines = ["| task | method | student | n train | steps | accuracy | majority | 3× majority | s | note |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| task | method | student | n train | steps | seed | accuracy | majority | 3× majority | s | note |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in result["runs"]:
         met = r["accuracy"] >= min(0.8, 3 * r["majority"])
         secs = "–" if r.get("seconds") is None else f"{r['seconds']:.0f}"
         lines.append(f"| {r['task'].removeprefix('synthetic/')} | {r['method']} | {r['student']} | {r['n_train']} | "
-                     f"{r['max_steps']} | {'**' if met else ''}{r['accuracy']:.3f}{'**' if met else ''} | "
+                     f"{r['max_steps']} | {r.get('seed', 0)} | {'**' if met else ''}{r['accuracy']:.3f}{'**' if met else ''} | "
                      f"{r['majority']:.3f} | {3 * r['majority']:.3f} | "
                      f"{secs} | {r.get('note', '')} |")
     machine = result["runs"][-1]["machine"]["description"] if result["runs"] else "?"

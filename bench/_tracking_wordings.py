@@ -1,8 +1,7 @@
-"""Other wordings of the scripted tracking rationale, tried in the settings search (not adopted).
-
-The built-in wording (tasks/synthetic.py) follows each ball forward, naming its holder after every
-swap; it was the ``balls`` wording here and replaced ``swap-so`` once the search showed students learn
-it. The others, kept so the search's rows can be replayed:
+"""Other wordings of the scripted tracking rationale, tried in the settings search (not adopted),
+kept so the search's rows can be replayed. The built-in wording (tasks/synthetic.py) was ``check``
+here: each ball followed forward, then "The question asks about X: no." or "...: yes, C.", so the
+name comparison is local and the conclusion copies the letter after the one "yes".
 
 - ``swap-so`` (the first built-in wording): "A and B swap, so A has X and B has Y": each colour is a
   lookup of the other person's latest ball through every swap before it.
@@ -14,13 +13,13 @@ it. The others, kept so the search's rows can be replayed:
 - ``back``: the asked person's ball traced back from the last swap to the first ("so before that it
   was B's"), then that person's colour at the start: one name per step, but the swaps are copied in
   reverse order.
+- ``balls`` (the second built-in wording): each ball followed forward, "So B ends with the red
+  ball."; the conclusion has to find the asked person's trace end among the three.
+- ``letters``/``gets``: ``balls`` with each ball named by its answer letter; the conclusion still
+  finds the asked person's trace end by name.
 
-- ``letters``/``gets``: the built-in trace with each ball named by its answer letter; the
-  conclusion still finds the asked person's trace end by name.
-- ``check``: after each ball's trace, "The question asks about X: no." or "...: yes, C.", so the
-  name comparison is local and the conclusion copies the letter after the one "yes".
-
-``use(name)`` swaps the task's ``_track`` (and ``_conclude``, where a wording has its own) for the variant in this process before any data is made.
+``use(name)`` swaps the task's ``_track`` and ``_conclude`` for the variant's in this process, before
+any data is made.
 """
 
 from __future__ import annotations
@@ -75,43 +74,48 @@ def _back(p: dict, skip: int = -1) -> tuple[list[str], int]:
     return sents, who
 
 
-def _letter_blocks(p: dict, skip: int, ending) -> tuple[list[str], int]:
-    """The built-in ball-by-ball trace with each ball named by its answer letter, not its colour, so
-    the letter the answer needs is written in the trace; ``ending(holder, letter)`` words each
-    ball's last line."""
+def _blocks(p: dict, skip: int, header, ending) -> tuple[list[str], int]:
+    """Each ball followed forward, its holder named after every swap; ``header(ball)`` and
+    ``ending(holder, ball)`` word each ball's first and last line."""
     names, sents, final = p["names"], [], -1
-    for ball, letter in enumerate("ABC"):
+    for ball in range(3):
         who = ball
-        sents.append(f"Ball {letter}: {names[who]} has it.")
+        sents.append(header(ball).format(holder=names[who]))
         for k, (a, b) in enumerate(p["swaps"]):
             if k != skip:
                 who = _holder_after(a, b, who)
             sents.append(f"{names[a]} and {names[b]} swap: {names[who]} has it.")
-        sents.append(ending(names[who], letter))
+        sents.append(ending(names[who], ball))
         if who == p["target"]:
             final = ball
     return sents, final
 
 
+def _balls(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    colour = p["balls"]
+    return _blocks(p, skip, lambda ball: f"The {colour[ball]} ball: {{holder}} has it.",
+                   lambda name, ball: f"So {name} ends with the {colour[ball]} ball.")
+
+
 def _letters(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    return _letter_blocks(p, skip, lambda name, letter: f"So {name} ends with ball {letter}.")
+    return _blocks(p, skip, lambda ball: f"Ball {'ABC'[ball]}: {{holder}} has it.",
+                   lambda name, ball: f"So {name} ends with ball {'ABC'[ball]}.")
 
 
 def _gets(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    return _letter_blocks(p, skip, lambda name, letter: f"So {name} gets {letter}.")
+    return _blocks(p, skip, lambda ball: f"Ball {'ABC'[ball]}: {{holder}} has it.",
+                   lambda name, ball: f"So {name} gets {'ABC'[ball]}.")
 
 
-def _check(p: dict, skip: int = -1) -> tuple[list[str], int]:
+def _conclude_colour(p: dict, final: int) -> str:
+    """The conclusion the first four wordings were measured with."""
+    return f"So {p['names'][p['target']]} ends with the {p['balls'][final]} ball."
+
+
+def _conclude_balls(p: dict, final: int) -> str:
+    """The conclusion of ``balls`` while it was the built-in wording."""
     target = p["names"][p["target"]]
-
-    def ending(name: str, letter: str) -> str:  # is this ball's holder the person asked about?
-        return (f"So {name} gets {letter}. The question asks about {target}: "
-                + (f"yes, {letter}." if name == target else "no."))
-    return _letter_blocks(p, skip, ending)
-
-
-def _conclude_check(p: dict, final: int) -> str:
-    return f"So {p['names'][p['target']]} ends with ball {'ABC'[final]}."
+    return f"The question asks about {target}, so {target} ends with the {p['balls'][final]} ball."
 
 
 def _conclude_letters(p: dict, final: int) -> str:
@@ -124,12 +128,12 @@ def _conclude_gets(p: dict, final: int) -> str:
     return f"The question asks about {target}, and {target} gets {'ABC'[final]}."
 
 
-WORDINGS = {"had-gets": _had_gets, "state": _state, "back": _back, "swap-so": _swap_so,
-            "letters": (_letters, _conclude_letters), "gets": (_gets, _conclude_gets),
-            "check": (_check, _conclude_check)}
+WORDINGS = {name: (track, _conclude_colour) for name, track in
+            [("had-gets", _had_gets), ("state", _state), ("back", _back), ("swap-so", _swap_so)]}
+WORDINGS.update({"balls": (_balls, _conclude_balls), "letters": (_letters, _conclude_letters),
+                 "gets": (_gets, _conclude_gets)})
 
 
 def use(name: str) -> None:
     from reasondistill.tasks import synthetic
-    wording = WORDINGS[name]
-    synthetic._track, synthetic._conclude = wording if isinstance(wording, tuple) else (wording, synthetic._conclude)
+    synthetic._track, synthetic._conclude = WORDINGS[name]

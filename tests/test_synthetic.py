@@ -70,8 +70,7 @@ def _final_claim(e: Example) -> str | None:
         return re.search(r'make "(\w+)"', last).group(1)
     if task == "arithmetic":
         return extract_answer(last, "number")
-    ball = re.search(r"the (\w+) ball", last).group(1)
-    return next(k for k, v in e.choices.items() if v == f"{ball} ball")
+    return re.search(r"ends with ball ([ABC])\.$", last).group(1)
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -91,24 +90,26 @@ def test_coin_flip_rationale_follows_the_flips():
         assert f"{'heads' if heads else 'tails'} up" in step
 
 
-def test_tracking_rationale_follows_every_ball_through_every_swap():
+def test_tracking_rationale_follows_every_ball_and_says_yes_for_the_asked_person():
     """Each ball's holder is named after each swap (replayed here), so a student reads every holder
-    from the step before it and never looks up a person's latest colour; the asked person's ball
-    is the one whose trace ends with them."""
+    from the step before it; each trace ends with a yes/no on whether its holder is the person
+    asked about, and the conclusion names the one ball with a yes by its answer letter."""
     for e in generate("tracking", 40, seed=5):
         p = e.meta["problem"]
-        names, balls = p["names"], p["balls"]
+        names, target = p["names"], p["names"][p["target"]]
         expected = []
-        for ball in range(3):
+        for ball, letter in enumerate("ABC"):
             who = names[ball]
-            expected.append(f"The {balls[ball]} ball: {who} has it.")
+            expected.append(f"Ball {letter}: {who} has it.")
             for a, b in p["swaps"]:
                 who = {names[a]: names[b], names[b]: names[a]}.get(who, who)
                 expected.append(f"{names[a]} and {names[b]} swap: {who} has it.")
-            expected.append(f"So {who} ends with the {balls[ball]} ball.")
-        target = names[p["target"]]
-        expected.append(f"The question asks about {target}, so {target} ends with the {e.choices[e.answer]}.")
+            expected.append(f"So {who} gets {letter}. The question asks about {target}: "
+                            + (f"yes, {letter}." if who == target else "no."))
+        expected.append(f"So {target} ends with ball {e.answer}.")
         assert e.rationale == " ".join(expected)
+        from reasondistill.tasks import rationale_answer
+        assert e.rationale.count(": yes,") == 1 and rationale_answer(e, e.rationale) == e.answer
 
 
 def test_scripted_rationale_serves_any_synthetic_example():

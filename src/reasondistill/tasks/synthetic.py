@@ -182,23 +182,25 @@ def _holder_after(a: int, b: int, who: int) -> int:
 
 
 def _track(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    """Follow each ball forward, one holder per swap: "The red ball: Ann has it. Ann and Bo swap: Bo
-    has it. So Bo ends with the red ball." Every step names who holds the ball now, read from the
-    step just before it and the swap being copied, so a small student never has to find a person's
-    latest colour among older ones (the lookup it fails to learn; bench/README.md, settings search);
-    the conclusion repeats the asked person's "X ends with the" sentence. Returns the sentences and
-    the index of the ball the asked person ends with."""
-    names, balls = p["names"], p["balls"]
-    sents, final = [], -1
-    for ball in range(3):
+    """Follow each ball forward, one holder per swap, then say whether its holder is the person asked
+    about: "Ball A: Ann has it. Ann and Bo swap: Bo has it. So Bo gets A. The question asks about
+    Ann: no." Every step is read from the step just before it, the swap being copied and, for the
+    yes/no, two names in the same sentence; the conclusion copies the letter after the one "yes".
+    Small students fail the long-range lookups the earlier wordings needed (a person's latest colour
+    among older ones; the asked person's trace end among three): bench/README.md, settings search.
+    Returns the sentences and the index of the ball the asked person ends with."""
+    names, target, sents, final = p["names"], p["names"][p["target"]], [], -1
+    for ball, letter in enumerate("ABC"):
         who = ball  # person i starts with ball i
-        sents.append(f"The {balls[ball]} ball: {names[who]} has it.")
+        sents.append(f"Ball {letter}: {names[who]} has it.")
         for k, (a, b) in enumerate(p["swaps"]):
             if k != skip:  # a skipped swap is the hallucinated step: told as if nothing changed
                 who = _holder_after(a, b, who)
             sents.append(f"{names[a]} and {names[b]} swap: {names[who]} has it.")
-        sents.append(f"So {names[who]} ends with the {balls[ball]} ball.")
-        if who == p["target"]:
+        asked = who == p["target"]
+        sents.append(f"So {names[who]} gets {letter}. The question asks about {target}: "
+                     + (f"yes, {letter}." if asked else "no."))
+        if asked:
             final = ball
     return sents, final
 
@@ -221,9 +223,8 @@ def _write_tracking(p: dict, rng: random.Random, hallucinate: bool):
 
 
 def _conclude(p: dict, final: int) -> str:
-    """The last sentence: the asked person's ending, repeated from their ball's trace."""
-    target = p["names"][p["target"]]
-    return f"The question asks about {target}, so {target} ends with the {p['balls'][final]} ball."
+    """The last sentence: the asked person's ball by its answer letter (the one after "yes")."""
+    return f"So {p['names'][p['target']]} ends with ball {'ABC'[final]}."
 
 
 SYNTHETIC_TASKS: dict[str, SyntheticTask] = {t.name: t for t in [
@@ -263,8 +264,9 @@ _CONCLUSIONS = {  # the last sentence each scripted rationale ends with, and how
     "coin_flip": (r"ends (heads|tails) up", lambda m, ex: "yes" if m.group(1) == "heads" else "no"),
     "last_letters": (r'Together they make "([^"]*)"', lambda m, ex: m.group(1)),
     "arithmetic": (r"has (-?\d+) \w+ now", lambda m, ex: m.group(1)),
-    "tracking": (r"ends with the (\w+) ball", lambda m, ex: next(
-        (k for k, v in (ex.choices or {}).items() if v == f"{m.group(1)} ball"), None)),
+    # "ends with ball B"; "ends with the red ball" in the long style and the earlier wordings
+    "tracking": (r"ends with (?:ball ([ABC])\b|the (\w+) ball)", lambda m, ex: m.group(1) or next(
+        (k for k, v in (ex.choices or {}).items() if v == f"{m.group(2)} ball"), None)),
 }
 
 

@@ -75,12 +75,12 @@ def _back(p: dict, skip: int = -1) -> tuple[list[str], int]:
 
 
 def _blocks(p: dict, skip: int, header, ending) -> tuple[list[str], int]:
-    """Each ball followed forward, its holder named after every swap; ``header(ball)`` and
+    """Each ball followed forward, its holder named after every swap; ``header(holder, ball)`` and
     ``ending(holder, ball)`` word each ball's first and last line."""
     names, sents, final = p["names"], [], -1
     for ball in range(3):
         who = ball
-        sents.append(header(ball).format(holder=names[who]))
+        sents.append(header(names[who], ball))
         for k, (a, b) in enumerate(p["swaps"]):
             if k != skip:
                 who = _holder_after(a, b, who)
@@ -93,17 +93,17 @@ def _blocks(p: dict, skip: int, header, ending) -> tuple[list[str], int]:
 
 def _balls(p: dict, skip: int = -1) -> tuple[list[str], int]:
     colour = p["balls"]
-    return _blocks(p, skip, lambda ball: f"The {colour[ball]} ball: {{holder}} has it.",
+    return _blocks(p, skip, lambda name, ball: f"The {colour[ball]} ball: {name} has it.",
                    lambda name, ball: f"So {name} ends with the {colour[ball]} ball.")
 
 
 def _letters(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    return _blocks(p, skip, lambda ball: f"Ball {'ABC'[ball]}: {{holder}} has it.",
+    return _blocks(p, skip, lambda name, ball: f"Ball {'ABC'[ball]}: {name} has it.",
                    lambda name, ball: f"So {name} ends with ball {'ABC'[ball]}.")
 
 
 def _gets(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    return _blocks(p, skip, lambda ball: f"Ball {'ABC'[ball]}: {{holder}} has it.",
+    return _blocks(p, skip, lambda name, ball: f"Ball {'ABC'[ball]}: {name} has it.",
                    lambda name, ball: f"So {name} gets {'ABC'[ball]}.")
 
 

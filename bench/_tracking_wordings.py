@@ -1,7 +1,7 @@
-"""Other wordings of the scripted tracking rationale, tried in the settings search (not adopted),
-kept so the search's rows can be replayed. The built-in wording (tasks/synthetic.py) was ``check``
-here: each ball followed forward, then "The question asks about X: no." or "...: yes, C.", so the
-name comparison is local and the conclusion copies the letter after the one "yes".
+"""The wordings of the scripted tracking rationale tried in the settings search, kept so its rows
+can be replayed (``--tracking-wording``). The built-in wording (tasks/synthetic.py) is ``check``:
+each ball followed forward, then "The question asks about X: no." or "...: yes, C.", so the name
+comparison is local and the conclusion copies the letter after the one "yes".
 
 - ``swap-so`` (the first built-in wording): "A and B swap, so A has X and B has Y": each colour is a
   lookup of the other person's latest ball through every swap before it.
@@ -13,10 +13,13 @@ name comparison is local and the conclusion copies the letter after the one "yes
 - ``back``: the asked person's ball traced back from the last swap to the first ("so before that it
   was B's"), then that person's colour at the start: one name per step, but the swaps are copied in
   reverse order.
-- ``balls`` (the second built-in wording): each ball followed forward, "So B ends with the red
-  ball."; the conclusion has to find the asked person's trace end among the three.
-- ``letters``/``gets``: ``balls`` with each ball named by its answer letter; the conclusion still
-  finds the asked person's trace end by name.
+- ``balls``: each ball followed forward, "... So the red ball ends with B."; the conclusion "So A
+  ends with the red ball." needs the colour three words before the asked name.
+- ``balls-reworded`` (the second built-in wording): ``balls`` with each trace ending "So B ends with
+  the red ball." and the conclusion repeating the asked person's sentence, found among three.
+- ``letters``/``gets``: ``balls-reworded`` with each ball named by its answer letter; the
+  conclusion still finds the asked person's trace end by name.
+- ``check``: the built-in wording, so its rows replay under the name they were logged with.
 
 ``use(name)`` swaps the task's ``_track`` and ``_conclude`` for the variant's in this process, before
 any data is made.
@@ -24,7 +27,7 @@ any data is made.
 
 from __future__ import annotations
 
-from reasondistill.tasks.synthetic import _holder_after
+from reasondistill.tasks.synthetic import _conclude, _holder_after, _track
 
 
 def _replay(p: dict, skip: int) -> tuple[list[tuple[int, int, list[str], list[str]]], int]:
@@ -94,6 +97,12 @@ def _blocks(p: dict, skip: int, header, ending) -> tuple[list[str], int]:
 def _balls(p: dict, skip: int = -1) -> tuple[list[str], int]:
     colour = p["balls"]
     return _blocks(p, skip, lambda name, ball: f"The {colour[ball]} ball: {name} has it.",
+                   lambda name, ball: f"So the {colour[ball]} ball ends with {name}.")
+
+
+def _balls_reworded(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    colour = p["balls"]
+    return _blocks(p, skip, lambda name, ball: f"The {colour[ball]} ball: {name} has it.",
                    lambda name, ball: f"So {name} ends with the {colour[ball]} ball.")
 
 
@@ -113,7 +122,7 @@ def _conclude_colour(p: dict, final: int) -> str:
 
 
 def _conclude_balls(p: dict, final: int) -> str:
-    """The conclusion of ``balls`` while it was the built-in wording."""
+    """The conclusion of ``balls-reworded`` while it was the built-in wording."""
     target = p["names"][p["target"]]
     return f"The question asks about {target}, so {target} ends with the {p['balls'][final]} ball."
 
@@ -129,9 +138,9 @@ def _conclude_gets(p: dict, final: int) -> str:
 
 
 WORDINGS = {name: (track, _conclude_colour) for name, track in
-            [("had-gets", _had_gets), ("state", _state), ("back", _back), ("swap-so", _swap_so)]}
-WORDINGS.update({"balls": (_balls, _conclude_balls), "letters": (_letters, _conclude_letters),
-                 "gets": (_gets, _conclude_gets)})
+            [("had-gets", _had_gets), ("state", _state), ("back", _back), ("swap-so", _swap_so), ("balls", _balls)]}
+WORDINGS.update({"balls-reworded": (_balls_reworded, _conclude_balls), "letters": (_letters, _conclude_letters),
+                 "gets": (_gets, _conclude_gets), "check": (_track, _conclude)})
 
 
 def use(name: str) -> None:

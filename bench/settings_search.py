@@ -52,7 +52,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     p.add_argument("--label", help="run folder name (default from the settings)")
     p.add_argument("--note", default="", help="what else differs in this run (shown in the table)")
-    p.add_argument("--tracking-wording", choices=["swap-so", "had-gets", "state", "back", "balls", "letters", "gets"],
+    p.add_argument("--tracking-wording", choices=["swap-so", "had-gets", "state", "back", "balls", "balls-reworded", "letters", "gets", "check"],
                    help="another wording of the tracking rationale (bench/_tracking_wordings.py)")
     args = p.parse_args()
 

@@ -127,7 +127,7 @@ def test_readme_refresh_fills_a_new_marker_pair_and_is_idempotent(tmp_path, monk
     assert readme.read_text() == once
 
 
-@pytest.mark.parametrize("wording", ["swap-so", "had-gets", "state", "back", "balls"])
+@pytest.mark.parametrize("wording", ["swap-so", "had-gets", "state", "back", "balls", "balls-reworded"])
 def test_tracking_wordings_replay_every_swap_and_keep_the_conclusion(bench, monkeypatch, wording):
     """The settings search's other tracking wordings: the colours they state after each swap are the
     true holdings (replayed here), and the conclusion still argues for the gold answer."""
@@ -147,10 +147,11 @@ def test_tracking_wordings_replay_every_swap_and_keep_the_conclusion(bench, monk
                      "had-gets": f"{names[a]} gets {holding[names[a]]} and {names[b]} gets {holding[names[b]]}",
                      "state": ", ".join(f"{n} has {holding[n]}" for n in names)}.get(wording)
             assert after is None or after in ex.rationale, (after, ex.rationale)
-        if wording == "balls":  # each ball's trace ends with whoever holds it
+        if wording.startswith("balls"):  # each ball's trace ends with whoever holds it
             for colour in balls:
                 holder = next(n for n, c in holding.items() if c == colour)
-                assert f"So {holder} ends with the {colour} ball." in ex.rationale
+                assert (f"So the {colour} ball ends with {holder}." if wording == "balls"
+                        else f"So {holder} ends with the {colour} ball.") in ex.rationale
         if wording == "back":  # the asked person's ball is traced to whoever held it at the start
             final = holding[names[p["target"]]]
             assert f"{names[balls.index(final)]} has a {final} ball at the start." in ex.rationale

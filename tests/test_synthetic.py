@@ -9,7 +9,7 @@ import pytest
 
 from reasondistill.errors import UserError
 from reasondistill.tasks import (SYNTHETIC_TASKS, Example, extract_answer, generate, is_correct, list_tasks,
-                                 load_task, scripted_rationale)
+                                 load_task, rationale_answer, scripted_rationale)
 
 TASKS = sorted(SYNTHETIC_TASKS)
 
@@ -108,8 +108,11 @@ def test_tracking_rationale_follows_every_ball_and_says_yes_for_the_asked_person
                             + (f"yes, {letter}." if who == target else "no."))
         expected.append(f"So {target} ends with ball {e.answer}.")
         assert e.rationale == " ".join(expected)
-        from reasondistill.tasks import rationale_answer
         assert e.rationale.count(": yes,") == 1 and rationale_answer(e, e.rationale) == e.answer
+    for e in generate("tracking", 60, seed=5, hallucination=1.0):  # a wrong step: the yes follows it
+        said_yes = re.search(r": yes, ([ABC])\.", e.rationale).group(1)
+        claim = rationale_answer(e, e.rationale)
+        assert claim != e.answer and (claim == said_yes) == (e.meta["hallucination"] == "wrong_step")
 
 
 def test_scripted_rationale_serves_any_synthetic_example():
@@ -183,7 +186,6 @@ def test_list_tasks():
 
 def test_rationale_answer_reads_each_scripted_conclusion():
     """Clean scripted rationales argue for the gold answer; 'wrong_conclusion' ones for another."""
-    from reasondistill.tasks import rationale_answer
     for task in ("coin_flip", "last_letters", "arithmetic", "tracking"):
         examples = generate(task, 60, seed=3, hallucination=0.5)
         for ex in examples:

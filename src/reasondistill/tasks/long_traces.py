@@ -8,8 +8,8 @@ pays most. This module writes such traces from a synthetic problem, to a target 
 ``tokens`` knob, counted by :func:`trace_tokens`), deterministically from the rng it is given.
 
 Every statement of a clean trace is true except the slips it corrects on the spot, and its final
-line (the last line, in the short style's own words, so ``rationale_answer`` reads it) concludes
-the gold answer. A hallucinated trace is one of two kinds:
+line (in words ``rationale_answer`` reads: the short style's, or for tracking the colour form of its
+earlier wordings) concludes the gold answer. A hallucinated trace is one of two kinds:
 - ``wrong_step``: a detour that is *not* corrected. The trace "re-reads" the question, misreads
   one step, and every later block (checks, second routes, the final line) follows the misreading;
 - ``wrong_conclusion``: the whole trace is right and the final line argues for another answer.

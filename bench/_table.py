@@ -182,10 +182,13 @@ def header(result: dict) -> str:
     machine = result.get("machine", {})
     versions = ", ".join(f"{k} {v}" for k, v in result.get("versions", {}).items())
     when = result.get("date", "?")
-    cells = result.get("cells_seconds")  # compute of every cell, also those finished by an earlier invocation
-    wall = cells if cells is not None else result.get("wall_seconds")
+    # wall: this invocation; cells: every cell's own time summed, also cells an earlier invocation
+    # finished (a resumed run) and cells that ran side by side (--jobs), so the two can differ
+    wall, cells = result.get("wall_seconds"), result.get("cells_seconds")
+    times = [f"{wall / 60:.1f} min wall"] if wall is not None else []
+    times += [f"{cells / 60:.1f} min of cells"] if cells is not None else []
     return (f"_{when}; {machine.get('description', '?')}; {versions}; "
-            f"{'' if wall is None else f'{wall / 60:.1f} min; '}`{result.get('command', '?')}`_")
+            f"{''.join(t + '; ' for t in times)}`{result.get('command', '?')}`_")
 
 
 def settings_table(result: dict) -> str:

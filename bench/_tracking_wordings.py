@@ -27,7 +27,12 @@ any data is made.
 
 from __future__ import annotations
 
-from reasondistill.tasks.synthetic import _conclude, _holder_after, _track
+from reasondistill.tasks.synthetic import (
+    _conclude,
+    _follow_balls,
+    _holder_after,
+    _track,
+)
 
 
 def _replay(p: dict, skip: int) -> tuple[list[tuple[int, int, list[str], list[str]]], int]:
@@ -77,42 +82,25 @@ def _back(p: dict, skip: int = -1) -> tuple[list[str], int]:
     return sents, who
 
 
-def _blocks(p: dict, skip: int, header, ending) -> tuple[list[str], int]:
-    """Each ball followed forward, its holder named after every swap; ``header(holder, ball)`` and
-    ``ending(holder, ball)`` word each ball's first and last line."""
-    names, sents, final = p["names"], [], -1
-    for ball in range(3):
-        who = ball
-        sents.append(header(names[who], ball))
-        for k, (a, b) in enumerate(p["swaps"]):
-            if k != skip:
-                who = _holder_after(a, b, who)
-            sents.append(f"{names[a]} and {names[b]} swap: {names[who]} has it.")
-        sents.append(ending(names[who], ball))
-        if who == p["target"]:
-            final = ball
-    return sents, final
-
-
 def _balls(p: dict, skip: int = -1) -> tuple[list[str], int]:
     colour = p["balls"]
-    return _blocks(p, skip, lambda name, ball: f"The {colour[ball]} ball: {name} has it.",
+    return _follow_balls(p, skip, lambda name, ball: f"The {colour[ball]} ball: {name} has it.",
                    lambda name, ball: f"So the {colour[ball]} ball ends with {name}.")
 
 
 def _balls_reworded(p: dict, skip: int = -1) -> tuple[list[str], int]:
     colour = p["balls"]
-    return _blocks(p, skip, lambda name, ball: f"The {colour[ball]} ball: {name} has it.",
+    return _follow_balls(p, skip, lambda name, ball: f"The {colour[ball]} ball: {name} has it.",
                    lambda name, ball: f"So {name} ends with the {colour[ball]} ball.")
 
 
 def _letters(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    return _blocks(p, skip, lambda name, ball: f"Ball {'ABC'[ball]}: {name} has it.",
+    return _follow_balls(p, skip, lambda name, ball: f"Ball {'ABC'[ball]}: {name} has it.",
                    lambda name, ball: f"So {name} ends with ball {'ABC'[ball]}.")
 
 
 def _gets(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    return _blocks(p, skip, lambda name, ball: f"Ball {'ABC'[ball]}: {name} has it.",
+    return _follow_balls(p, skip, lambda name, ball: f"Ball {'ABC'[ball]}: {name} has it.",
                    lambda name, ball: f"So {name} gets {'ABC'[ball]}.")
 
 

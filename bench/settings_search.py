@@ -23,6 +23,7 @@ from statistics import mean
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import _tracking_wordings
 from _common import provenance, run_main
 
 RESULTS = HERE / "results" / "settings-search.json"
@@ -52,7 +53,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     p.add_argument("--label", help="run folder name (default from the settings)")
     p.add_argument("--note", default="", help="what else differs in this run (shown in the table)")
-    p.add_argument("--tracking-wording", choices=["swap-so", "had-gets", "state", "back", "balls", "balls-reworded", "letters", "gets", "check"],
+    p.add_argument("--tracking-wording", choices=list(_tracking_wordings.WORDINGS),
                    help="another wording of the tracking rationale (bench/_tracking_wordings.py)")
     args = p.parse_args()
 
@@ -62,7 +63,6 @@ def main() -> int:
     from reasondistill.io import atomic_write_json, read_json
     torch.set_num_threads(args.threads)
     if args.tracking_wording:
-        import _tracking_wordings
         _tracking_wordings.use(args.tracking_wording)
         args.note = args.note or f'"{args.tracking_wording}" wording'
     task = args.task if "/" in args.task else f"synthetic/{args.task}"

@@ -181,6 +181,26 @@ def _holder_after(a: int, b: int, who: int) -> int:
     return b if who == a else a if who == b else who
 
 
+def _follow_balls(p: dict, skip: int, first: Callable[[str, int], str],
+                  last: Callable[[str, int], str]) -> tuple[list[str], int]:
+    """Each ball followed forward, its holder named after every swap ("Ann and Bo swap: Bo has
+    it."); ``first(holder, ball)`` and ``last(holder, ball)`` word each ball's opening and closing
+    line (the bench's other wordings reuse this with their own). ``skip`` is the swap a
+    hallucinated trace leaves out. Returns the sentences and the ball the asked person ends with."""
+    names, sents, final = p["names"], [], -1
+    for ball in range(3):
+        who = ball  # person i starts with ball i
+        sents.append(first(names[who], ball))
+        for k, (a, b) in enumerate(p["swaps"]):
+            if k != skip:  # a skipped swap is the hallucinated step: told as if nothing changed
+                who = _holder_after(a, b, who)
+            sents.append(f"{names[a]} and {names[b]} swap: {names[who]} has it.")
+        sents.append(last(names[who], ball))
+        if who == p["target"]:
+            final = ball
+    return sents, final
+
+
 def _track(p: dict, skip: int = -1) -> tuple[list[str], int]:
     """Follow each ball forward, one holder per swap, then say whether its holder is the person asked
     about: "Ball A: Ann has it. Ann and Bo swap: Bo has it. So Bo gets A. The question asks about
@@ -189,20 +209,13 @@ def _track(p: dict, skip: int = -1) -> tuple[list[str], int]:
     Small students fail the long-range lookups the earlier wordings needed (a person's latest colour
     among older ones; the asked person's trace end among three): bench/README.md, settings search.
     Returns the sentences and the index of the ball the asked person ends with."""
-    names, target, sents, final = p["names"], p["names"][p["target"]], [], -1
-    for ball, letter in enumerate("ABC"):
-        who = ball  # person i starts with ball i
-        sents.append(f"Ball {letter}: {names[who]} has it.")
-        for k, (a, b) in enumerate(p["swaps"]):
-            if k != skip:  # a skipped swap is the hallucinated step: told as if nothing changed
-                who = _holder_after(a, b, who)
-            sents.append(f"{names[a]} and {names[b]} swap: {names[who]} has it.")
-        asked = who == p["target"]
-        sents.append(f"So {names[who]} gets {letter}. The question asks about {target}: "
-                     + (f"yes, {letter}." if asked else "no."))
-        if asked:
-            final = ball
-    return sents, final
+    target = p["names"][p["target"]]
+
+    def last(holder: str, ball: int) -> str:
+        letter = "ABC"[ball]
+        return (f"So {holder} gets {letter}. The question asks about {target}: "
+                + (f"yes, {letter}." if holder == target else "no."))
+    return _follow_balls(p, skip, lambda holder, ball: f"Ball {'ABC'[ball]}: {holder} has it.", last)
 
 
 def _write_tracking(p: dict, rng: random.Random, hallucinate: bool):

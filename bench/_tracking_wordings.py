@@ -1,7 +1,7 @@
 """The wordings of the scripted tracking rationale tried in the settings search, kept so its rows
-can be replayed (``--tracking-wording``). The built-in wording (tasks/synthetic.py) is ``check``:
-each ball followed forward, then "The question asks about X: no." or "...: yes, C.", so the name
-comparison is local and the conclusion copies the letter after the one "yes".
+can be replayed (``--tracking-wording``). The built-in wording (tasks/synthetic.py) is ``asker``:
+each ball followed forward, then one more swap, of the asked person with "Asker", so the asker ends
+up with the asked person's ball and the conclusion copies the letter after "Asker gets".
 
 - ``swap-so`` (the first built-in wording): "A and B swap, so A has X and B has Y": each colour is a
   lookup of the other person's latest ball through every swap before it.
@@ -19,7 +19,10 @@ comparison is local and the conclusion copies the letter after the one "yes".
   the red ball." and the conclusion repeating the asked person's sentence, found among three.
 - ``letters``/``gets``: ``balls-reworded`` with each ball named by its answer letter; the
   conclusion still finds the asked person's trace end by name.
-- ``check``: the built-in wording, so its rows replay under the name they were logged with.
+- ``check`` (the third built-in wording): each ball followed forward, then "The question asks about
+  X: no." or "...: yes, C.", a yes/no on two names a few words apart; the conclusion copies the
+  letter after the one "yes".
+- ``asker``: the built-in wording, so its rows replay under the name they were logged with.
 
 ``use(name)`` swaps the task's ``_track`` and ``_conclude`` for the variant's in this process, before
 any data is made.
@@ -104,6 +107,16 @@ def _gets(p: dict, skip: int = -1) -> tuple[list[str], int]:
                    lambda name, ball: f"So {name} gets {'ABC'[ball]}.")
 
 
+def _check(p: dict, skip: int = -1) -> tuple[list[str], int]:
+    target = p["names"][p["target"]]
+
+    def last(name: str, ball: int) -> str:
+        letter = "ABC"[ball]
+        return (f"So {name} gets {letter}. The question asks about {target}: "
+                + (f"yes, {letter}." if name == target else "no."))
+    return _follow_balls(p, skip, lambda name, ball: f"Ball {'ABC'[ball]}: {name} has it.", last)
+
+
 def _conclude_colour(p: dict, final: int) -> str:
     """The conclusion the first four wordings were measured with."""
     return f"So {p['names'][p['target']]} ends with the {p['balls'][final]} ball."
@@ -128,7 +141,8 @@ def _conclude_gets(p: dict, final: int) -> str:
 WORDINGS = {name: (track, _conclude_colour) for name, track in
             [("had-gets", _had_gets), ("state", _state), ("back", _back), ("swap-so", _swap_so), ("balls", _balls)]}
 WORDINGS.update({"balls-reworded": (_balls_reworded, _conclude_balls), "letters": (_letters, _conclude_letters),
-                 "gets": (_gets, _conclude_gets), "check": (_track, _conclude)})
+                 "gets": (_gets, _conclude_gets), "check": (_check, _conclude),
+                 "asker": (_track, _conclude)})
 
 
 def use(name: str) -> None:

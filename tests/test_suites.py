@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,8 @@ def bench(monkeypatch):
 
 def _records(path: Path, seed: int, n: int) -> Path:
     with open(path, "w") as f:
-        for i, ex in enumerate(generate("coin_flip", n, seed=seed)):
-            f.write(json.dumps({"id": f"{path.stem}-{i}", "question": ex.question, "answer": ex.answer,
-                                "rationale": ex.rationale, "teacher_answer": ex.answer}) + "\n")
+        f.writelines(json.dumps({"id": f"{path.stem}-{i}", "question": ex.question, "answer": ex.answer,
+                                "rationale": ex.rationale, "teacher_answer": ex.answer}) + "\n" for i, ex in enumerate(generate("coin_flip", n, seed=seed)))
     return path
 
 
@@ -171,6 +171,25 @@ def test_long_goals_judge_time_and_robustness_and_say_na_for_one_rate(bench):
     assert "**not met**); " in pst and "goal ≤ a third: **not met**" in pst  # 0.05×; lost 0.2 > 0.3 / 3
     one_rate = _table.long_goals([r for r in rows if r["hallucination"] == 0.0])
     assert one_rate.count("n/a, one rate") == 2 and "lost from" not in one_rate
+
+
+def test_check_wording_says_yes_once_for_the_asked_persons_ball(bench, monkeypatch):
+    """The ``check`` wording (built in before ``asker``): one "yes" per rationale, on the ball the
+    asked person ends with, and a wrong step's "yes" follows the wrong trace."""
+    import _tracking_wordings
+
+    from reasondistill.tasks import rationale_answer, synthetic
+    track, conclude = _tracking_wordings.WORDINGS["check"]
+    monkeypatch.setattr(synthetic, "_track", track)
+    monkeypatch.setattr(synthetic, "_conclude", conclude)
+    for ex in generate("tracking", 30, seed=2):
+        target = ex.meta["problem"]["names"][ex.meta["problem"]["target"]]
+        assert ex.rationale.count(": yes,") == 1 and f"asks about {target}: yes, {ex.answer}." in ex.rationale
+        assert rationale_answer(ex, ex.rationale) == ex.answer
+    for ex in generate("tracking", 30, seed=2, hallucination=1.0):
+        said_yes = re.search(r": yes, ([ABC])\.", ex.rationale).group(1)
+        claim = rationale_answer(ex, ex.rationale)
+        assert claim != ex.answer and (claim == said_yes) == (ex.meta["hallucination"] == "wrong_step")
 
 
 @pytest.mark.parametrize("wording", ["letters", "gets"])

@@ -8,8 +8,17 @@ import re
 import pytest
 
 from reasondistill.errors import UserError
-from reasondistill.tasks import (SYNTHETIC_TASKS, Example, extract_answer, generate, is_correct, list_tasks,
-                                 load_task, rationale_answer, scripted_rationale)
+from reasondistill.tasks import (
+    SYNTHETIC_TASKS,
+    Example,
+    extract_answer,
+    generate,
+    is_correct,
+    list_tasks,
+    load_task,
+    rationale_answer,
+    scripted_rationale,
+)
 
 TASKS = sorted(SYNTHETIC_TASKS)
 
@@ -90,10 +99,11 @@ def test_coin_flip_rationale_follows_the_flips():
         assert f"{'heads' if heads else 'tails'} up" in step
 
 
-def test_tracking_rationale_follows_every_ball_and_says_yes_for_the_asked_person():
+def test_tracking_rationale_follows_every_ball_and_lets_the_asker_swap_last():
     """Each ball's holder is named after each swap (replayed here), so a student reads every holder
-    from the step before it; each trace ends with a yes/no on whether its holder is the person
-    asked about, and the conclusion names the one ball with a yes by its answer letter."""
+    from the step before it; each trace ends with one more swap, of the asked person with the
+    asker, so only the asked person's ball goes to the asker, and the conclusion names that ball
+    by its answer letter."""
     for e in generate("tracking", 40, seed=5):
         p = e.meta["problem"]
         names, target = p["names"], p["names"][p["target"]]
@@ -101,18 +111,19 @@ def test_tracking_rationale_follows_every_ball_and_says_yes_for_the_asked_person
         for ball, letter in enumerate("ABC"):
             who = names[ball]
             expected.append(f"Ball {letter}: {who} has it.")
-            for a, b in p["swaps"]:
-                who = {names[a]: names[b], names[b]: names[a]}.get(who, who)
-                expected.append(f"{names[a]} and {names[b]} swap: {who} has it.")
-            expected.append(f"So {who} gets {letter}. The question asks about {target}: "
-                            + (f"yes, {letter}." if who == target else "no."))
+            for a, b in p["swaps"] + [(p["target"], None)]:
+                pair = {names[a]: "Asker" if b is None else names[b]}
+                pair.update({v: k for k, v in pair.items()})
+                who = pair.get(who, who)
+                expected.append(f"{names[a]} and {pair[names[a]]} swap: {who} has it.")
+            expected.append(f"So {who} gets {letter}.")
         expected.append(f"So {target} ends with ball {e.answer}.")
         assert e.rationale == " ".join(expected)
-        assert e.rationale.count(": yes,") == 1 and rationale_answer(e, e.rationale) == e.answer
-    for e in generate("tracking", 60, seed=5, hallucination=1.0):  # a wrong step: the yes follows it
-        said_yes = re.search(r": yes, ([ABC])\.", e.rationale).group(1)
+        assert e.rationale.count("Asker gets") == 1 and rationale_answer(e, e.rationale) == e.answer
+    for e in generate("tracking", 60, seed=5, hallucination=1.0):  # a wrong step: the asker follows it
+        asker_gets = re.search(r"Asker gets ([ABC])\.", e.rationale).group(1)
         claim = rationale_answer(e, e.rationale)
-        assert claim != e.answer and (claim == said_yes) == (e.meta["hallucination"] == "wrong_step")
+        assert claim != e.answer and (claim == asker_gets) == (e.meta["hallucination"] == "wrong_step")
 
 
 def test_scripted_rationale_serves_any_synthetic_example():

@@ -16,8 +16,9 @@ from __future__ import annotations
 import random
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import UserError
 from .answers import extract_answer
@@ -176,6 +177,9 @@ def _make_tracking(rng: random.Random):
     return question, "ABC"[holding[target]], problem, choices
 
 
+ASKER = "Asker"  # the one who asks the question, a pseudo-person in the tracking rationale
+
+
 def _holder_after(a: int, b: int, who: int) -> int:
     """Who holds, after ``a`` and ``b`` swap, the ball that ``who`` held before."""
     return b if who == a else a if who == b else who
@@ -202,19 +206,18 @@ def _follow_balls(p: dict, skip: int, first: Callable[[str, int], str],
 
 
 def _track(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    """Follow each ball forward, one holder per swap, then say whether its holder is the person asked
-    about: "Ball A: Ann has it. Ann and Bo swap: Bo has it. So Bo gets A. The question asks about
-    Ann: no." Every step is read from the step just before it, the swap being copied and, for the
-    yes/no, two names in the same sentence; the conclusion copies the letter after the one "yes".
-    Small students fail the long-range lookups the earlier wordings needed (a person's latest colour
-    among older ones; the asked person's trace end among three): bench/README.md, settings search.
-    Returns the sentences and the index of the ball the asked person ends with."""
+    """Follow each ball forward, one holder per swap, then let the asker swap with the person asked
+    about: "Ball A: Ann has it. Ann and Bo swap: Bo has it. Bo and Asker swap: Asker has it. So Asker
+    gets A." The asker ends up holding exactly the asked person's ball, so the test "is this ball
+    the asked person's?" is told as one more swap, the step small students learn in every seed,
+    instead of a yes/no they learn in some seeds only (bench/README.md, settings search); the
+    conclusion copies the letter after "Asker gets". Returns the sentences and the index of the
+    ball the asked person ends with."""
     target = p["names"][p["target"]]
 
     def last(holder: str, ball: int) -> str:
-        letter = "ABC"[ball]
-        return (f"So {holder} gets {letter}. The question asks about {target}: "
-                + (f"yes, {letter}." if holder == target else "no."))
+        who = ASKER if holder == target else holder
+        return f"{target} and {ASKER} swap: {who} has it. So {who} gets {'ABC'[ball]}."
     return _follow_balls(p, skip, lambda holder, ball: f"Ball {'ABC'[ball]}: {holder} has it.", last)
 
 
@@ -236,7 +239,7 @@ def _write_tracking(p: dict, rng: random.Random, hallucinate: bool):
 
 
 def _conclude(p: dict, final: int) -> str:
-    """The last sentence: the asked person's ball by its answer letter (the one after "yes")."""
+    """The last sentence: the asked person's ball by its answer letter (the one the asker gets)."""
     return f"So {p['names'][p['target']]} ends with ball {'ABC'[final]}."
 
 
@@ -352,7 +355,13 @@ def generate(task: str, n: int, seed: int = 0, hallucination: float = 0.0, *,
         raise UserError(f"unknown split '{split}' for a synthetic task; valid: train, test")
     if style not in STYLES:
         raise UserError(f"unknown trace style '{style}'; valid: {', '.join(STYLES)}")
-    from .long_traces import DEFAULT_TOKENS, MAX_TOKENS, MIN_TOKENS, long_trace, trace_tokens
+    from .long_traces import (
+        DEFAULT_TOKENS,
+        MAX_TOKENS,
+        MIN_TOKENS,
+        long_trace,
+        trace_tokens,
+    )
     tokens = tokens or DEFAULT_TOKENS
     if style == "long" and not MIN_TOKENS <= tokens <= MAX_TOKENS:
         raise UserError(f"trace tokens must be between {MIN_TOKENS} and {MAX_TOKENS}, got {tokens}")

@@ -25,9 +25,10 @@ def bench(monkeypatch):
 
 
 def _records(path: Path, seed: int, n: int) -> Path:
+    rows = ({"id": f"{path.stem}-{i}", "question": ex.question, "answer": ex.answer, "rationale": ex.rationale,
+             "teacher_answer": ex.answer} for i, ex in enumerate(generate("coin_flip", n, seed=seed)))
     with open(path, "w") as f:
-        f.writelines(json.dumps({"id": f"{path.stem}-{i}", "question": ex.question, "answer": ex.answer,
-                                "rationale": ex.rationale, "teacher_answer": ex.answer}) + "\n" for i, ex in enumerate(generate("coin_flip", n, seed=seed)))
+        f.writelines(json.dumps(row) + "\n" for row in rows)
     return path
 
 

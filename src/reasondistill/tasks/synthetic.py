@@ -207,8 +207,8 @@ def _follow_balls(p: dict, skip: int, first: Callable[[str, int], str],
 
 def _track(p: dict, skip: int = -1) -> tuple[list[str], int]:
     """Follow each ball forward, one holder per swap, then let the asker swap with the person asked
-    about: "Ball A: Ann has it. Ann and Bo swap: Bo has it. Bo and Asker swap: Asker has it. So Asker
-    gets A." The asker ends up holding exactly the asked person's ball, so the test "is this ball
+    about (here Bo): "Ball A: Ann has it. Ann and Bo swap: Bo has it. Bo and Asker swap: Asker has
+    it. So Asker gets A." The asker ends up holding exactly the asked person's ball, so the test "is this ball
     the asked person's?" is told as one more swap, the step small students learn in every seed,
     instead of a yes/no they learn in some seeds only (bench/README.md, settings search); the
     conclusion copies the letter after "Asker gets". Returns the sentences and the index of the

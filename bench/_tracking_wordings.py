@@ -35,6 +35,7 @@ from reasondistill.tasks.synthetic import (
     _follow_balls,
     _holder_after,
     _track,
+    ball_by_letter,
 )
 
 
@@ -98,13 +99,11 @@ def _balls_reworded(p: dict, skip: int = -1) -> tuple[list[str], int]:
 
 
 def _letters(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    return _follow_balls(p, skip, lambda name, ball: f"Ball {'ABC'[ball]}: {name} has it.",
-                   lambda name, ball: f"So {name} ends with ball {'ABC'[ball]}.")
+    return _follow_balls(p, skip, ball_by_letter, lambda name, ball: f"So {name} ends with ball {'ABC'[ball]}.")
 
 
 def _gets(p: dict, skip: int = -1) -> tuple[list[str], int]:
-    return _follow_balls(p, skip, lambda name, ball: f"Ball {'ABC'[ball]}: {name} has it.",
-                   lambda name, ball: f"So {name} gets {'ABC'[ball]}.")
+    return _follow_balls(p, skip, ball_by_letter, lambda name, ball: f"So {name} gets {'ABC'[ball]}.")
 
 
 def _check(p: dict, skip: int = -1) -> tuple[list[str], int]:
@@ -114,7 +113,7 @@ def _check(p: dict, skip: int = -1) -> tuple[list[str], int]:
         letter = "ABC"[ball]
         return (f"So {name} gets {letter}. The question asks about {target}: "
                 + (f"yes, {letter}." if name == target else "no."))
-    return _follow_balls(p, skip, lambda name, ball: f"Ball {'ABC'[ball]}: {name} has it.", last)
+    return _follow_balls(p, skip, ball_by_letter, last)
 
 
 def _conclude_colour(p: dict, final: int) -> str:

@@ -205,12 +205,17 @@ def _follow_balls(p: dict, skip: int, first: Callable[[str, int], str],
     return sents, final
 
 
+def ball_by_letter(holder: str, ball: int) -> str:
+    """A ball's opening line, the ball named by its answer letter ("Ball A: Ann has it.")."""
+    return f"Ball {'ABC'[ball]}: {holder} has it."
+
+
 def _track(p: dict, skip: int = -1) -> tuple[list[str], int]:
     """Follow each ball forward, one holder per swap, then let the asker swap with the person asked
     about (here Bo): "Ball A: Ann has it. Ann and Bo swap: Bo has it. Bo and Asker swap: Asker has
-    it. So Asker gets A." The asker ends up holding exactly the asked person's ball, so the test "is this ball
-    the asked person's?" is told as one more swap, the step small students learn in every seed,
-    instead of a yes/no they learn in some seeds only (bench/README.md, settings search); the
+    it. So Asker gets A." The asker ends up holding exactly the asked person's ball, so the test "is
+    this ball the asked person's?" is told as one more swap, the step small students learn in every
+    seed, instead of a yes/no they learn in some seeds only (bench/README.md, settings search); the
     conclusion copies the letter after "Asker gets". Returns the sentences and the index of the
     ball the asked person ends with."""
     target = p["names"][p["target"]]
@@ -218,7 +223,7 @@ def _track(p: dict, skip: int = -1) -> tuple[list[str], int]:
     def last(holder: str, ball: int) -> str:
         who = ASKER if holder == target else holder
         return f"{target} and {ASKER} swap: {who} has it. So {who} gets {'ABC'[ball]}."
-    return _follow_balls(p, skip, lambda holder, ball: f"Ball {'ABC'[ball]}: {holder} has it.", last)
+    return _follow_balls(p, skip, ball_by_letter, last)
 
 
 def _write_tracking(p: dict, rng: random.Random, hallucinate: bool):

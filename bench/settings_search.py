@@ -48,6 +48,7 @@ def main() -> int:
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--max-length", type=int, default=512, help="longest training sequence in tokens (long traces)")
     p.add_argument("--vocab-size", type=int, default=600)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
@@ -72,7 +73,7 @@ def main() -> int:
     run_dir = Path("runs/settings") / label
     started = time.perf_counter()
     training = {"max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                "checkpoint_every": 0, "log_every": 25}
+                "max_length": args.max_length, "checkpoint_every": 0, "log_every": 25}
     reused = (run_dir / "metrics.json").exists()  # finished before (a crash while logging): record it
     if reused:
         record, metrics = read_json(run_dir / api.RUN_FILE), read_json(run_dir / "metrics.json")
@@ -85,6 +86,7 @@ def main() -> int:
     result = {**provenance("settings_search.py"), "label": label, "task": task, "method": args.method,
               "student": args.student, "n_train": args.n_train, "n_test": metrics["n"],
               "max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr,
+              "max_length": args.max_length,
               "vocab_size": args.vocab_size, "seed": args.seed, "threads": args.threads,
               "accuracy": round(metrics["accuracy"], 4), "majority": round(majority_floor(task, args.n_train,
                                                                                           args.n_test, args.seed), 4),

@@ -113,30 +113,40 @@ def spread_verdicts(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _of(rows: list[dict], method: str, h: float, key: str) -> tuple[float, float]:
+    """Mean and std over seeds of ``key`` for one method at one hallucination rate."""
+    return _ms([r for r in rows if r["method"] == method and r["hallucination"] == h], key)
+
+
 def long_goals(rows: list[dict]) -> str:
     """The long suite's two claims, measured: answer-first time to answer against pre_thinking's
     (goal ≤ 0.02×), and the accuracy each loses from the cleanest to the most hallucinated setting
-    (goal: PT/PST lose at most a third of what pre_thinking loses)."""
+    (goal: PT/PST lose at most a third of what pre_thinking loses). The second is judged only
+    where pre_thinking's loss is larger than its seed spread at the two rates added: a smaller
+    loss is no loss to compare with."""
     lines = []
     for task in dict.fromkeys(r["task"] for r in rows):
         mine = [r for r in rows if r["task"] == task]
         rates = sorted({r["hallucination"] for r in mine})
-        def acc(method, h):
-            return _ms([r for r in mine if r["method"] == method and r["hallucination"] == h], "accuracy")[0]
-        def ms(method, h):
-            return _ms([r for r in mine if r["method"] == method and r["hallucination"] == h], "ms_to_answer")[0]
         lo, hi = rates[0], rates[-1]
-        pre_drop = acc("pre_thinking", lo) - acc("pre_thinking", hi)
+        (pre_lo, pre_lo_sd), (pre_hi, pre_hi_sd) = (_of(mine, "pre_thinking", h, "accuracy") for h in (lo, hi))
+        pre_drop = pre_lo - pre_hi
         for method in ("post_thinking", "pst"):
             if not any(r["method"] == method for r in mine) or not any(r["method"] == "pre_thinking" for r in mine):
                 continue
-            ratio = ms(method, lo) / ms("pre_thinking", lo)
-            drop = acc(method, lo) - acc(method, hi)
-            robustness = ("hallucination goal: n/a, one rate" if lo == hi else
+            ratio = _of(mine, method, lo, "ms_to_answer")[0] / _of(mine, "pre_thinking", lo, "ms_to_answer")[0]
+            drop = _of(mine, method, lo, "accuracy")[0] - _of(mine, method, hi, "accuracy")[0]
+            if lo == hi:
+                verdict = None
+            elif pre_drop <= 0:
+                verdict = "n/a, pre_thinking lost nothing"
+            elif pre_drop <= pre_lo_sd + pre_hi_sd:
+                verdict = "n/a, pre_thinking's loss is within its seed spread"
+            else:
+                verdict = "met" if drop <= pre_drop / 3 else "**not met**"
+            robustness = ("hallucination goal: n/a, one rate" if verdict is None else
                           f"accuracy lost from h={lo:g} to h={hi:g}: {drop:+.3f} against pre_thinking's "
-                          f"{pre_drop:+.3f} (goal ≤ a third: "
-                          + ("n/a, pre_thinking lost nothing" if pre_drop <= 0 else
-                             ("met" if drop <= pre_drop / 3 else "**not met**")) + ")")
+                          f"{pre_drop:+.3f} (goal ≤ a third: {verdict})")
             lines.append(f"- {task}, {method}: time to answer {ratio:.4f}× pre_thinking's at h={lo:g} "
                          f"(goal ≤ 0.02×: {'met' if ratio <= 0.02 else '**not met**'}); {robustness}")
     return "\n".join(lines)
@@ -208,6 +218,19 @@ def settings_table(result: dict) -> str:
             "the majority answer_\n\n" + "\n".join(lines))
 
 
+def trace_audit_table(result: dict) -> str:
+    """Where think-first students go wrong on long traces (bench/trace_audit.py), mean ± std over seeds."""
+    def cell(pair):
+        return "–" if pair is None else f"{pair[0]:.3f} ± {pair[1]:.3f}"
+    lines = ["| task | h | method | accuracy | first pass right | final line gold | lost after a right first pass |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['task'].removeprefix('synthetic/')} | {r['hallucination']:g} | {r['method']} | "
+                     f"{cell(r['accuracy'])} | {cell(r['first_pass_right'])} | {cell(r['concludes_gold'])} | "
+                     f"{cell(r['lost_after_right_first_pass'])} |")
+    return header(result) + "\n\n" + "\n".join(lines)
+
+
 def render(result: dict) -> str:
     """The README block for one results file."""
     if result.get("kind") == "memory":
@@ -215,6 +238,8 @@ def render(result: dict) -> str:
         return header(result) + "\n\n" + memory_table(result) + notes
     if result.get("kind") == "settings-search":
         return settings_table(result)
+    if result.get("kind") == "trace-audit":
+        return trace_audit_table(result)
     if result.get("kind") == "speed":
         notes = "".join(f"\n\nNote: {n}" for n in result.get("notes", []))
         return header(result) + "\n\n" + speed_table(result) + notes

@@ -172,6 +172,9 @@ def test_long_goals_judge_time_and_robustness_and_say_na_for_one_rate(bench):
     assert "**not met**); " in pst and "goal ≤ a third: **not met**" in pst  # 0.05×; lost 0.2 > 0.3 / 3
     one_rate = _table.long_goals([r for r in rows if r["hallucination"] == 0.0])
     assert one_rate.count("n/a, one rate") == 2 and "lost from" not in one_rate
+    noisy = [row("pre_thinking", 0.0, 0.9, 100.0), row("pre_thinking", 0.0, 0.5, 100.0),  # std 0.2 at h=0
+             row("pre_thinking", 0.4, 0.6, 100.0), *rows[2:]]  # a loss of 0.1: within the spread
+    assert _table.long_goals(noisy).count("n/a, pre_thinking's loss is within its seed spread") == 2
 
 
 def test_check_wording_says_yes_once_for_the_asked_persons_ball(bench, monkeypatch):
@@ -204,3 +207,26 @@ def test_letter_wordings_name_the_gold_letter(bench, monkeypatch, wording):
     monkeypatch.setattr(synthetic, "_conclude", conclude)
     for ex in generate("tracking", 30, seed=2):
         assert ex.rationale.rstrip(".").endswith(ex.answer), ex.rationale
+
+
+@pytest.mark.parametrize("task", ["coin_flip", "last_letters", "arithmetic", "tracking"])
+def test_trace_audit_finds_where_a_long_trace_goes_wrong(bench, task):
+    """bench/trace_audit.py: the teacher's clean trace passes in either layout; a wrong state in the
+    first pass fails 'first pass right'; a hallucinated trace that argues for another answer keeps a
+    right first pass and fails 'concludes gold' (the answer lost after the first pass)."""
+    import trace_audit
+    examples = generate(task, 40, seed=3, hallucination=0.5, style="long", tokens=200)
+    clean = [ex for ex in examples if not ex.meta["hallucinated"]][:5]
+    for ex in clean:
+        for text in (f" {ex.rationale}\nAnswer: {ex.answer}", f" {ex.answer}\nRationale: {ex.rationale}"):
+            assert trace_audit.audit_question(task, ex, text) == {"first_pass_right": True, "concludes_gold": True}
+        lines = ex.rationale.split("\n")
+        first = trace_audit.STATES[task].search(lines[1])
+        changed = "X" if task != "tracking" else "Xx"
+        lines[1] = lines[1][:first.start(1)] + changed + lines[1][first.end(1):]
+        assert trace_audit.audit_question(task, ex, "\n".join(lines))["first_pass_right"] is False
+    wrong = [ex for ex in examples if ex.meta.get("hallucination") == "wrong_conclusion"]
+    assert wrong
+    for ex in wrong:
+        assert trace_audit.audit_question(task, ex, ex.rationale) == {"first_pass_right": True,
+                                                                      "concludes_gold": False}

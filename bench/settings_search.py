@@ -26,6 +26,8 @@ sys.path.insert(0, str(HERE))
 import _tracking_wordings
 from _common import provenance, run_main
 
+from reasondistill.options import _KeyValue
+
 RESULTS = HERE / "results" / "settings-search.json"
 
 
@@ -51,6 +53,8 @@ def main() -> int:
     p.add_argument("--max-length", type=int, default=512, help="longest training sequence in tokens (long traces)")
     p.add_argument("--vocab-size", type=int, default=600)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--option", action=_KeyValue, default={}, metavar="KEY=VALUE",
+                   help="a method option, as train's --option (repeatable)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     p.add_argument("--label", help="run folder name (default from the settings)")
     p.add_argument("--note", default="", help="what else differs in this run (shown in the table)")
@@ -69,7 +73,8 @@ def main() -> int:
     task = args.task if "/" in args.task else f"synthetic/{args.task}"
     label = args.label or (f"{task.split('/')[-1]}-{args.method}-{args.student.replace(':', '_')}-n{args.n_train}"
                            f"-s{args.max_steps}-lr{args.lr:g}-seed{args.seed}"
-                           + (f"-{args.tracking_wording}" if args.tracking_wording else ""))
+                           + (f"-{args.tracking_wording}" if args.tracking_wording else "")
+                           + "".join(f"-{k}{v}" for k, v in sorted(args.option.items())))
     run_dir = Path("runs/settings") / label
     started = time.perf_counter()
     training = {"max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
@@ -80,7 +85,7 @@ def main() -> int:
         train_s = record["train"]["seconds"]
     else:
         record = api.train(args.method, task, run_dir, student=args.student, n=args.n_train, seed=args.seed,
-                           training=training, vocab_size=args.vocab_size, progress=False)
+                           method_options=args.option, training=training, vocab_size=args.vocab_size, progress=False)
         train_s = time.perf_counter() - started
         metrics = api.evaluate(run_dir, task, split="test", n=args.n_test, seed=0, progress=False)
     result = {**provenance("settings_search.py"), "label": label, "task": task, "method": args.method,
@@ -93,7 +98,7 @@ def main() -> int:
               "tokens_to_answer": round(metrics["tokens_to_answer"], 1),
               "final_loss": record["train"].get("final_loss"), "train_seconds": round(train_s, 1),
               "seconds": None if reused else round(time.perf_counter() - started, 1), "reused": reused,
-              "note": args.note}
+              "options": args.option, "note": args.note}
     with open(RESULTS.with_suffix(".lock"), "w") as lock:  # calls may run side by side
         fcntl.flock(lock, fcntl.LOCK_EX)
         log = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"kind": "settings-search", "runs": []}

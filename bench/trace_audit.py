@@ -4,9 +4,9 @@
         --out bench/results/trace-audit-long.json
 
 Accuracy says that a student that writes a 200-token trace before answering is wrong; this says
-where. Every evaluated cell of a long-trace synthetic task under the given compare folders (a
-``cell.json`` beside ``predictions.jsonl``; budget rows, whose traces are cut, are left out) is read
-question by question against the scripted teacher's clean trace of the same problem:
+where. Every evaluated run of a long-trace synthetic task under the given folders (compare cells
+and plain run folders with ``predictions.jsonl``; budget rows, whose traces are cut, are left out)
+is read question by question against the scripted teacher's clean trace of the same problem:
 
 - *first pass right*: the states of the trace's first walk through the problem (the running totals,
   each word's last letter, who holds which ball after each swap, the coin's side after each person)
@@ -73,13 +73,26 @@ def audit_question(task: str, example, text: str) -> dict:
             "concludes_gold": concluded is not None and is_correct(concluded, example.answer, example.answer_type)}
 
 
+def labels(run_dir: Path, metrics: dict) -> dict:
+    """task, method, hallucination and seed of an evaluated run: a compare cell's labels, or for a
+    plain run folder (bench/settings_search.py, ``reasondistill train``) its training call, named
+    by its folder."""
+    if (run_dir / "cell.json").exists():
+        spec = json.loads((run_dir / "cell.json").read_text())["spec"]
+        return {"task": spec["task"], "method": spec["name"], "hallucination": spec["hallucination"],
+                "seed": spec["seed"]}
+    call = json.loads((run_dir / "train_call.json").read_text())
+    return {"task": metrics["data"], "method": run_dir.name, "hallucination": call["hallucination"],
+            "seed": call["seed"]}
+
+
 def audit_cell(run_dir: Path) -> dict | None:
-    """The audit of one evaluated cell, or None when it is not a long-trace synthetic cell with a whole trace."""
+    """The audit of one evaluated run, or None when it is not a long-trace synthetic run with a whole trace."""
     from reasondistill.tasks import load_task
-    spec = json.loads((run_dir / "cell.json").read_text())["spec"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    task = spec["task"].removeprefix("synthetic/").split(":")[0]
-    if ":long" not in spec["task"] or task not in STATES or metrics.get("think_budget") is not None:
+    label = labels(run_dir, metrics)
+    task = label["task"].removeprefix("synthetic/").split(":")[0]
+    if ":long" not in label["task"] or task not in STATES or metrics.get("think_budget") is not None:
         return None
     examples = {ex.id: ex for ex in load_task(metrics["data"], "test", n=metrics["n_requested"], seed=metrics["seed"])}
     rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
@@ -87,8 +100,7 @@ def audit_cell(run_dir: Path) -> dict | None:
         raise UserError(f"{run_dir}: predictions name questions its test set does not have")
     audits = [audit_question(task, examples[r["id"]], r["text"]) for r in rows]
     right = [a for a in audits if a["first_pass_right"]]
-    return {"task": spec["task"], "method": spec["name"], "hallucination": spec["hallucination"],
-            "seed": spec["seed"], "n": len(rows), "accuracy": metrics["accuracy"],
+    return {**label, "n": len(rows), "accuracy": metrics["accuracy"],
             "first_pass_right": mean(a["first_pass_right"] for a in audits),
             "concludes_gold": mean(a["concludes_gold"] for a in audits),
             "lost_after_right_first_pass": (mean(not a["concludes_gold"] for a in right) if right else None)}
@@ -111,16 +123,16 @@ def summarise(cells: list[dict]) -> list[dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="+", type=Path, help="compare run folders (runs/bench/long-...)")
+    parser.add_argument("folders", nargs="+", type=Path, help="compare or run folders (runs/bench/long-...)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "trace-audit-long.json")
     args = parser.parse_args()
     cells = []
     for folder in args.folders:
         if not folder.is_dir():
             raise UserError(f"{folder} is not a folder")
-        for cell_file in sorted(folder.rglob("cell.json")):
-            if (cell_file.parent / "predictions.jsonl").exists():
-                cells += [c for c in [audit_cell(cell_file.parent)] if c]
+        for predictions in sorted(folder.rglob("predictions.jsonl")):
+            if (predictions.parent / "metrics.json").exists():
+                cells += [c for c in [audit_cell(predictions.parent)] if c]
     if not cells:
         raise UserError("no evaluated long-trace cells under " + ", ".join(map(str, args.folders)))
     save_result(args.out, {"kind": "trace-audit", **provenance("trace_audit.py"), "rows": summarise(cells),

@@ -103,6 +103,25 @@ def test_time_curve_drawn_for_long_traces_and_budgets_only(tmp_path):
     assert plot_time_curve(short, tmp_path / "none.png") is None  # nothing to add to the trade-off plot
 
 
+def test_long_curve_joins_each_task_run_at_one_rate(bench, tmp_path, monkeypatch, capsys):
+    """bench/long_curve.py draws the separately run task columns of the long suite in one figure,
+    only the asked hallucination rate's rows; a missing result file is a user error."""
+    import long_curve
+    files = []
+    for task in ("synthetic-coin_flip-long200", "synthetic-arithmetic-long200"):
+        rows = [_row(task, m, m.split("@")[0], s, 0.5, ms, h) for s in (0, 1) for h in (0.0, 0.4)
+                for m, ms in (("pre_thinking", 40.0), ("pre_thinking@64", 9.0), ("post_thinking", 0.8))]
+        files.append(tmp_path / f"{task}.json")
+        files[-1].write_text(json.dumps({"rows": rows}))
+    png = tmp_path / "curve.png"
+    monkeypatch.setattr("sys.argv", ["long_curve.py", *map(str, files), "--hallucination", "0.4", "--out", str(png)])
+    assert long_curve.main() == 0
+    assert png.stat().st_size > 10_000 and "(12 runs, 2 tasks)" in capsys.readouterr().out
+    monkeypatch.setattr("sys.argv", ["long_curve.py", str(tmp_path / "missing.json")])
+    with pytest.raises(UserError, match="no result file"):
+        long_curve.main()
+
+
 def test_overrides_reach_the_training_section(bench):
     quality, _ = bench
     cfg = quality.suite_config("long", False, {"max_length": 1152, "max_steps": 7,

@@ -83,8 +83,13 @@ def plain_log_ticks(axis) -> None:
     """Log-scale ticks as plain numbers (2, 5, 10, 0.3), minor ones labelled only when the axis
     spans less than a couple of decades, so every panel has readable labels."""
     from matplotlib.ticker import LogFormatter
-    axis.set_major_formatter(LogFormatter())
-    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+    class PlainLogFormatter(LogFormatter):  # matplotlib writes values below 1 as 6e-01
+        def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+            return f"{x:g}"
+
+    axis.set_major_formatter(PlainLogFormatter())
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
 
 def _save(fig, path: Path) -> Path:
@@ -262,7 +267,7 @@ def plot_time_curve(rows: list[dict], path: Path) -> Path | None:
     fig, axes = _figure(len(panels), width=4.6, height=3.6)
     for ax, (task, setting) in zip(axes, panels):
         mine = [r for r in rows if r["task"] == task and setting_label(r, rows) == setting]
-        for (base,), fam in group(mine, ("base_method",)).items():
+        for fam in group(mine, ("base_method",)).values():
             points = []
             for (name,), runs in group(fam, ("method",)).items():
                 (ms, ms_sd), (acc, acc_sd) = spread([r["ms_to_answer"] for r in runs]), spread([r["accuracy"] for r in runs])
@@ -282,7 +287,7 @@ def plot_time_curve(rows: list[dict], path: Path) -> Path | None:
         ax.set_ylabel("accuracy")
         ax.set_title(f"{task} {setting}".strip(), fontsize=9)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=6, loc="lower right")
+        ax.legend(fontsize=6, loc="best")
     fig.suptitle("Accuracy against time to answer: methods and thinking budgets (mean ± std over seeds)")
     return _save(fig, path)
 

@@ -62,9 +62,9 @@ def trace_of(text: str) -> str:
 def audit_question(task: str, example, text: str) -> dict:
     """One question: is the first pass the teacher's, and does the final line name the gold answer?"""
     from reasondistill.tasks import is_correct
-    from reasondistill.tasks.long_traces import WORLDS, _walk
+    from reasondistill.tasks.long_traces import first_pass
     from reasondistill.tasks.synthetic import rationale_answer
-    truth = states(task, " ".join(_walk(WORLDS[task][0](example.meta["problem"]))))
+    truth = states(task, first_pass(task, example.meta["problem"]))
     trace = trace_of(text)
     lines = trace.split("\n")
     first_pass = states(task, lines[1]) if len(lines) > 1 else []

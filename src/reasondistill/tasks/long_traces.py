@@ -238,6 +238,12 @@ def _walk(w: dict) -> list[str]:
     return [w["start"]] + [w["step"](k) for k in range(w["n"])]
 
 
+def first_pass(task: str, problem: dict) -> str:
+    """The clean first walk through ``problem``: a clean trace's second line, the one a student's
+    own first pass is checked against (bench/trace_audit.py)."""
+    return " ".join(_walk(WORLDS[task][0](problem)))
+
+
 def _block(w: dict, rng: random.Random) -> str:
     """One more paragraph of thinking about the world ``w``: a check, a corrected slip, a second
     route or a second full pass."""

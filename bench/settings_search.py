@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 import _tracking_wordings
 from _common import provenance, run_main
 
-from reasondistill.options import _KeyValue
+from reasondistill.options import KeyValueAction
 
 RESULTS = HERE / "results" / "settings-search.json"
 
@@ -53,7 +53,7 @@ def main() -> int:
     p.add_argument("--max-length", type=int, default=512, help="longest training sequence in tokens (long traces)")
     p.add_argument("--vocab-size", type=int, default=600)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--option", action=_KeyValue, default={}, metavar="KEY=VALUE",
+    p.add_argument("--option", action=KeyValueAction, default={}, metavar="KEY=VALUE",
                    help="a method option, as train's --option (repeatable)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     p.add_argument("--label", help="run folder name (default from the settings)")

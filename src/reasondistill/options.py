@@ -172,7 +172,7 @@ def parse_command(model: type[Options], args: argparse.Namespace, command: str |
 
 # ----- the command line --------------------------------------------------------------------------
 
-class _KeyValue(argparse.Action):
+class KeyValueAction(argparse.Action):
     """``--option KEY=VALUE`` (repeatable) into a dict; the value is read as YAML (numbers, bools)."""
 
     def __call__(self, parser, namespace, value, option_string=None):
@@ -245,7 +245,7 @@ def add_flags(parser: argparse.ArgumentParser, model: type[Options], *, config: 
         flags = extra.get("flags") or ["--" + name.replace("_", "-")]
         choices = _choices(field.annotation)
         if action == "key_value":
-            kwargs.update(action=_KeyValue, metavar="KEY=VALUE")
+            kwargs.update(action=KeyValueAction, metavar="KEY=VALUE")
         elif action:
             kwargs["action"] = action
         elif _is_list(field.annotation):
@@ -323,7 +323,7 @@ def describe(model: type[Options]) -> list[str]:
 def parse_method_pairs(pairs: list[str]) -> dict[str, Any]:
     """``["k=v", ...]`` as a dict (for callers that hold pairs rather than flags)."""
     ns = argparse.Namespace()
-    action = _KeyValue(["--option"], "option")
+    action = KeyValueAction(["--option"], "option")
     for pair in pairs:
         action(None, ns, pair, "--option")
     return dict(getattr(ns, "option", {}) or {})

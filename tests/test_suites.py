@@ -103,6 +103,23 @@ def test_time_curve_drawn_for_long_traces_and_budgets_only(tmp_path):
     assert plot_time_curve(short, tmp_path / "none.png") is None  # nothing to add to the trade-off plot
 
 
+def test_log_axis_labels_below_one_are_plain_numbers():
+    """Time-to-answer axes span 0.4 ms to 100 ms: their labels read 0.6 and 20, not 6e-01."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reasondistill.report.plots import plain_log_ticks
+    fig, ax = plt.subplots()
+    ax.set_xscale("log")
+    ax.set_xlim(0.4, 60)
+    plain_log_ticks(ax.xaxis)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.xaxis.get_majorticklabels() + ax.xaxis.get_minorticklabels() if t.get_text()]
+    plt.close(fig)
+    assert {"0.6", "1", "10"} <= set(labels) and not any("e" in label for label in labels), labels
+
+
 def test_long_curve_joins_each_task_run_at_one_rate(bench, tmp_path, monkeypatch, capsys):
     """bench/long_curve.py draws the separately run task columns of the long suite in one figure,
     only the asked hallucination rate's rows; a missing result file is a user error."""
@@ -249,3 +266,23 @@ def test_trace_audit_finds_where_a_long_trace_goes_wrong(bench, task):
     for ex in wrong:
         assert trace_audit.audit_question(task, ex, ex.rationale) == {"first_pass_right": True,
                                                                       "concludes_gold": False}
+
+
+def test_settings_search_passes_method_options_and_max_length_to_training(bench, tmp_path, monkeypatch):
+    """bench/settings_search.py: --option and --max-length reach the run's training call, name its
+    folder and are logged with its row; a malformed option is a user error."""
+    import settings_search
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(settings_search, "RESULTS", tmp_path / "search.json")
+    monkeypatch.setattr("sys.argv", ["settings_search.py", "--task", "coin_flip", "--max-steps", "2", "--n-train", "16",
+                                     "--n-test", "8", "--batch-size", "4", "--max-length", "96",
+                                     "--option", "rationale_weight=2.0"])
+    assert settings_search.main() == 0
+    (row,) = json.loads((tmp_path / "search.json").read_text())["runs"]
+    assert row["options"] == {"rationale_weight": 2.0} and row["max_length"] == 96
+    call = json.loads((tmp_path / "runs/settings" / row["label"] / "train_call.json").read_text())
+    assert row["label"].endswith("-rationale_weight2.0")
+    assert call["method_options"]["rationale_weight"] == 2.0 and call["max_length"] == 96
+    monkeypatch.setattr("sys.argv", ["settings_search.py", "--task", "coin_flip", "--option", "bad"])
+    with pytest.raises(UserError, match="KEY=VALUE"):
+        settings_search.main()

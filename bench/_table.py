@@ -12,7 +12,6 @@ import re
 import sys
 from collections import defaultdict
 from pathlib import Path
-from statistics import mean, pstdev
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -20,10 +19,9 @@ README = HERE / "README.md"
 
 
 def _ms(rows: list[dict], key: str) -> tuple[float, float]:
-    values = [r[key] for r in rows if r.get(key) is not None]
-    if not values:
-        return float("nan"), 0.0
-    return mean(values), (pstdev(values) if len(values) > 1 else 0.0)
+    """Mean and std over seeds of ``key`` (rows without it left out): the report's own ``spread``."""
+    from reasondistill.report.plots import spread
+    return spread([r.get(key) for r in rows])
 
 
 def _setting(row: dict, rows: list[dict]) -> str:

@@ -27,7 +27,7 @@ import re
 import sys
 from collections import defaultdict
 from pathlib import Path
-from statistics import mean, pstdev
+from statistics import mean
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -35,6 +35,7 @@ sys.path.insert(0, str(HERE))
 from _common import provenance, run_main, save_result
 
 from reasondistill.errors import UserError
+from reasondistill.report.plots import spread
 
 # The state a first-pass sentence states, per task: what a step of the computation produces.
 STATES = {
@@ -115,8 +116,8 @@ def summarise(cells: list[dict]) -> list[dict]:
     for (task, h, method), group in groups.items():
         row = {"task": task, "hallucination": h, "method": method, "seeds": len(group)}
         for key in ("accuracy", "first_pass_right", "concludes_gold", "lost_after_right_first_pass"):
-            values = [c[key] for c in group if c[key] is not None]
-            row[key] = [round(mean(values), 4), round(pstdev(values), 4)] if values else None
+            values = [c[key] for c in group]
+            row[key] = [round(x, 4) for x in spread(values)] if any(v is not None for v in values) else None
         rows.append(row)
     return rows
 
